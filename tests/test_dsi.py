@@ -93,6 +93,22 @@ def test_score_batch_equals_score_per_episode(fitted: tuple[DSI, list[Episode]])
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_embed_gives_per_frame_features_independent_of_chunking(fitted: tuple[DSI, list[Episode]]) -> None:
+    det, eps = fitted
+    frames = eps[0].frames
+    emb = det.embed(frames)
+    assert emb.shape == (len(frames), det.config.channels[-1]) and emb.dtype == np.float32
+    # different frames give different features, and chunked encoding equals one pass
+    assert not np.allclose(emb[0], emb[1:]).all()
+    det.config.score_batch_frames = 3
+    try:
+        np.testing.assert_allclose(det.embed(frames), emb, rtol=1e-5, atol=1e-6)
+    finally:
+        det.config.score_batch_frames = 4096
+    with pytest.raises(ValueError, match="do not match"):
+        det.embed(frames[:, :8])
+
+
 def test_channels_first_and_float_frames_give_the_same_model() -> None:
     eps = random_episodes(8, seed=1)
     chw = [Episode(ep.frames.transpose(0, 3, 1, 2), label=ep.label) for ep in eps]

@@ -56,6 +56,16 @@ class Detector(ABC):
         """Score many episodes in one call (learned detectors batch them through the network)."""
         return [self.score(np.asarray(frames)) for frames in episodes]
 
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        """Per-frame features ``(T, ...) -> (T, D)`` float32, used to match subgoal states.
+
+        Learned detectors return their own frame encoder's output; detectors without one raise
+        :class:`NotImplementedError` (pass an explicit encoder to the consumer instead).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no frame encoder; pass an encoder (a callable frames -> (T, D)) instead"
+        )
+
     def critical_steps(
         self,
         frames: np.ndarray | None = None,

@@ -975,6 +975,24 @@ class DSI(Detector):
                     out[i] = m[offsets[j] : offsets[j + 1]].copy()
         return out
 
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        """The detector network's per-frame CNN features: (T, ...) frames -> float32 (T, D).
+
+        D is the last entry of ``config.channels``. Frames are checked against the fitted shape and
+        batched ``score_batch_frames`` at a time under ``torch.inference_mode``.
+        """
+        torch = _torch()
+        self._require_fitted()
+        hwc = self._frames_hwc(np.asarray(frames), "embed")
+        limit = max(1, int(self.config.score_batch_frames))
+        parts = []
+        with self._threads(), torch.inference_mode():
+            self.detector_net.eval()
+            for i in range(0, len(hwc), limit):
+                x = self._to_tensor([hwc[i : i + limit]])
+                parts.append(self.detector_net.backbone.encode(x).float().numpy())
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
     def predict(self, episodes: Sequence[np.ndarray], masked: bool = False) -> np.ndarray:
         """The return predictor's output per episode: class probabilities (B, K) or returns (B,).
 
