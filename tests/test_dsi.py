@@ -99,7 +99,7 @@ def test_embed_gives_per_frame_features_independent_of_chunking(fitted: tuple[DS
     emb = det.embed(frames)
     assert emb.shape == (len(frames), det.config.channels[-1]) and emb.dtype == np.float32
     # different frames give different features, and chunked encoding equals one pass
-    assert not np.allclose(emb[0], emb[1:]).all()
+    assert np.abs(emb - emb[0]).max() > 1e-4
     det.config.score_batch_frames = 3
     try:
         np.testing.assert_allclose(det.embed(frames), emb, rtol=1e-5, atol=1e-6)
