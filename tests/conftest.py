@@ -13,6 +13,12 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 
+@pytest.fixture(autouse=True)
+def _sb3_logdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Models built without a log folder log to a test temp dir, not ``/tmp/SB3-<date>`` (SB3's default)."""
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3log")))
+
+
 @pytest.fixture
 def fresh_registry() -> Iterator[None]:
     """Rescan entry points before the test and forget whatever it discovered or registered after it.
