@@ -95,6 +95,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--feedback-lambda", type=float, default=0.1)
     p.add_argument(
+        "--feedback-modes",
+        nargs="+",
+        default=["best-action"],
+        choices=["best-action", "positive-only", "fallback"],
+        help="FDT loss variants trained at every budget (DTArgs.feedback_mode); best-action runs are "
+        "named fdt-BUDGET, the others fdt-BUDGET-MODE",
+    )
+    p.add_argument(
         "--sensitivity-lambda",
         type=float,
         default=None,
@@ -109,6 +117,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-embd", type=int, default=64)
     p.add_argument("--eval-episodes", type=int, default=40)
     p.add_argument("--max-steps", type=int, default=500, help="updates per offline run (0: --epochs decide)")
+    p.add_argument(
+        "--offline-dir",
+        default="offline",
+        help="folder under --out for the offline runs; results go to OUT/results.json for the default, "
+        "else OUT/results_OFFLINE_DIR.json (several training protocols can share agents, data, feedback)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="train only the offline runs with index %% N == I (run N processes, then once without)",
+    )
     p.add_argument("--stop-after", choices=["data", "feedback", "training"], default=None)
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     args = p.parse_args(argv)
@@ -286,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     lam = args.feedback_lambda
     variants: list[tuple[str, str, str | None, float]] = [("dt", "dt", None, lam), ("bc", "bc", None, lam)]
-    variants += [(f"fdt-{b}", "fdt", str(data_dir / f"feedback_{b}.npz"), lam) for b in args.budgets]
+    modes: dict[str, str] = {}
+    for b in args.budgets:
+        for mode in args.feedback_modes:
+            name = f"fdt-{b}" if mode == "best-action" else f"fdt-{b}-{mode}"
+            modes[name] = mode
+            variants.append((name, "fdt", str(data_dir / f"feedback_{b}.npz"), lam))
     if args.sensitivity_lambda is not None:  # a post-hoc check, reported apart from the headline
         b = max(args.budgets)
         fb_file = str(data_dir / f"feedback_{b}.npz")
@@ -294,13 +319,26 @@ def main(argv: list[str] | None = None) -> int:
             (f"fdt-{b}-lambda{args.sensitivity_lambda:g}", "fdt", fb_file, args.sensitivity_lambda)
         )
     runs: dict[str, list[Path]] = {name: [] for name, _, _, _ in variants}
+    shard_i, shard_n = (int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
+    cpu_seconds: dict[str, float] = {}
+    index = -1
     for seed in range(args.seeds):
         for name, algo, fb, lam in variants:
-            out = args.out / "offline" / name / f"seed_{seed}"
+            index += 1
+            out = args.out / args.offline_dir / name / f"seed_{seed}"
             runs[name].append(out)
             if (out / "model.pt").is_file():
+                cfg = json.loads((out / "config.json").read_text())
+                want = args.max_steps or None
+                if want is not None and cfg["train"]["steps"] != want:
+                    raise RuntimeError(
+                        f"{out} was trained for {cfg['train']['steps']} updates, not --max-steps {want}: "
+                        "use another --offline-dir"
+                    )
                 continue
-            ts = time.perf_counter()
+            if index % shard_n != shard_i:
+                continue
+            ts, cs = time.perf_counter(), time.process_time()
             train(
                 DTArgs(
                     data=str(data_dir),
@@ -308,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                     algo=algo,
                     feedback=fb,
                     feedback_lambda=lam,
+                    feedback_mode=modes.get(name, "best-action"),
                     seed=seed,
                     epochs=args.epochs,
                     max_steps=args.max_steps or None,
@@ -321,17 +360,20 @@ def main(argv: list[str] | None = None) -> int:
                     overwrite=True,
                 )
             )
-            log(f"trained {name} seed {seed} in {time.perf_counter() - ts:.0f} s")
+            cpu_seconds[f"{name}/seed_{seed}"] = time.process_time() - cs
+            log(f"trained {name} seed {seed} in {time.perf_counter() - ts:.0f} s "
+                f"({cpu_seconds[f'{name}/seed_{seed}']:.0f} s CPU)")  # fmt: skip
     timings["offline_training"] = time.perf_counter() - t
-    if args.stop_after == "training":
+    if args.stop_after == "training" or args.shard:
         return 0
 
     # 5. evaluation
     from critwrap.feedback.evaluate import aggregate, rollout
 
-    t = time.perf_counter()
+    t, cs = time.perf_counter(), time.process_time()
     target = float(summary["return_max"])
     per_run: dict[str, list[float]] = {}
+    train_cpu: dict[str, float] = {}
     for name, paths in runs.items():
         for path in paths:
             result_file = path / "benchmark_eval.json"
@@ -346,8 +388,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 result_file.write_text(json.dumps(res))
             per_run.setdefault(name, []).append(float(res["mean_return"]))
+            train_info = json.loads((path / "config.json").read_text())["train"]
+            train_cpu[f"{name}/{path.name}"] = float(train_info.get("cpu_seconds", float("nan")))
         log(f"evaluated {name}: {np.round(per_run[name], 3).tolist()}")
     timings["evaluation"] = time.perf_counter() - t
+    timings["evaluation_cpu"] = time.process_time() - cs
     agg = aggregate(per_run, reps=5000)
     timings["total"] = time.perf_counter() - t0
 
@@ -361,11 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         "per_run_mean_return": per_run,
         "aggregate": agg,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "offline_train_cpu_s": {"total": round(sum(train_cpu.values()), 1), **train_cpu},
         "torch": torch.__version__,
         "python": sys.version.split()[0],
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "results.md").write_text(markdown(results))
+    stem = "results" if args.offline_dir == "offline" else f"results_{args.offline_dir}"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"{stem}.md").write_text(markdown(results))
     print(markdown(results))
     return 0
 
@@ -385,7 +432,11 @@ def markdown(r: dict[str, Any]) -> str:
     lines.append("|---|---|")
     for pair, p in agg["probability_of_improvement"].items():
         a, b = pair.split(">")
-        if (a.startswith("fdt") and b in ("dt", "bc")) or (a == "dt" and b == "bc"):
+        if (
+            (a.startswith("fdt") and b in ("dt", "bc"))
+            or (a == "dt" and b == "bc")
+            or (b.startswith("fdt") and a.startswith(b + "-"))  # a loss variant vs the default FDT
+        ):
             lines.append(f"| P({a} > {b}) | {p:.2f} |")
     return "\n".join(lines) + "\n"
 

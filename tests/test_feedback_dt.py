@@ -177,3 +177,134 @@ def test_causality_last_action_never_changes_predictions() -> None:
 def test_offline_data_n_actions_from_metadata() -> None:
     data = OfflineData.from_episodes(_all_patterns()[:1], metadata={"n_actions": 5})
     assert data.n_actions == 5
+
+
+# --------------------------------------------------------------------------------------------------
+# feedback modes of the FDT loss, on a hand-built batch
+# --------------------------------------------------------------------------------------------------
+def _p(row: list[float]) -> np.ndarray:
+    e = np.exp(np.asarray(row) - max(row))
+    return e / e.sum()
+
+
+MODE_LOGITS = [
+    [2.0, 0.0, -1.0],  # logged 0, positive
+    [0.5, 1.5, 0.0],  # logged 1, negative, best action 2
+    [0.0, 0.3, 0.0],  # logged 1, negative, no best action
+    [1.0, -2.0, 0.5],  # logged 0, no feedback
+    [0.1, 0.2, 2.5],  # logged 2, positive
+    [5.0, 5.0, 5.0],  # padding (its positive label must be ignored)
+]
+MODE_ACTIONS = [0, 1, 1, 0, 2, 0]
+MODE_FEEDBACK = [1, 0, 0, -1, 1, 1]
+MODE_BEST = [-1, 2, -1, -1, -1, 1]
+MODE_MASK = [True, True, True, True, True, False]
+
+
+def _mode_loss(mode: str, lam: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
+    from critwrap.feedback.dt import fdt_loss
+
+    return fdt_loss(
+        torch.tensor(MODE_LOGITS).reshape(2, 3, 3),
+        torch.tensor(MODE_ACTIONS).reshape(2, 3),
+        torch.tensor(MODE_MASK).reshape(2, 3),
+        torch.tensor(MODE_FEEDBACK).reshape(2, 3),
+        torch.tensor(MODE_BEST).reshape(2, 3),
+        lam,
+        mode=mode,
+    )
+
+
+def test_positive_only_mode_keeps_negatives_in_ce_and_averages_over_positives() -> None:
+    p = [_p(r) for r in MODE_LOGITS]
+    # the official ignore_negative_feedback_regularization: every real position in the cross-entropy
+    ce = -np.mean([np.log(p[i][MODE_ACTIONS[i]]) for i in range(5)])
+    reg = -(np.log(p[0][0]) + np.log(p[4][2])) / 2  # positives only, divided by their number
+    loss, parts = _mode_loss("positive-only")
+    assert parts["ce"] == pytest.approx(ce, rel=1e-5)
+    assert parts["feedback_term"] == pytest.approx(reg, rel=1e-5)
+    assert parts["n_feedback"] == 2
+    assert float(loss) == pytest.approx(ce + 0.5 * reg, rel=1e-5)
+
+
+def test_fallback_mode_ignores_best_actions() -> None:
+    p = [_p(r) for r in MODE_LOGITS]
+    ce = -(np.log(p[0][0]) + np.log(p[3][0]) + np.log(p[4][2])) / 3  # negatives left out
+    reg = (-np.log(p[0][0]) - np.log(1 - p[1][1]) - np.log(1 - p[2][1]) - np.log(p[4][2])) / 4
+    loss, parts = _mode_loss("fallback")
+    assert parts["ce"] == pytest.approx(ce, rel=1e-5)
+    assert parts["feedback_term"] == pytest.approx(reg, rel=1e-5)
+    assert parts["n_feedback"] == 4
+    assert float(loss) == pytest.approx(ce + 0.5 * reg, rel=1e-5)
+    # the default mode differs exactly at position 1, where a usable best action exists
+    _, best = _mode_loss("best-action")
+    expected_best = reg + (np.log(1 - p[1][1]) - np.log(p[1][2])) / 4
+    assert best["feedback_term"] == pytest.approx(expected_best, rel=1e-5)
+    assert best["ce"] == pytest.approx(ce, rel=1e-5)
+
+
+def test_feedback_mode_gradients_on_one_negative_label() -> None:
+    from critwrap.feedback.dt import fdt_loss
+
+    def grad(mode: str) -> torch.Tensor:
+        logits = torch.zeros(1, 1, 3, requires_grad=True)
+        loss, _ = fdt_loss(
+            logits, torch.tensor([[1]]), torch.tensor([[True]]), torch.tensor([[0]]), torch.tensor([[2]]), 1.0,
+            mode=mode,
+        )  # fmt: skip
+        loss.backward()  # type: ignore[no-untyped-call]
+        assert logits.grad is not None
+        return logits.grad[0, 0]
+
+    g = grad("fallback")  # descent lowers the logged action and raises the others equally
+    assert g[1] > 0 and g[0] < 0 and g[2] < 0 and float(g[0]) == pytest.approx(float(g[2]))
+    g = grad("best-action")  # descent raises the best action only
+    assert g[2] < 0 and g[0] > 0 and g[1] > 0
+    g = grad("positive-only")  # the negative label is plain cross-entropy toward the logged action
+    assert g[1] < 0 and g[0] > 0 and g[2] > 0
+
+
+def test_positive_only_without_positives_is_dt_cross_entropy() -> None:
+    from critwrap.feedback.dt import fdt_loss
+
+    logits = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    actions = torch.tensor([[0, 0]])
+    loss, parts = fdt_loss(
+        logits, actions, torch.tensor([[True, True]]), torch.tensor([[0, -1]]), torch.tensor([[1, -1]]), 1.0,
+        mode="positive-only",
+    )  # fmt: skip
+    assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(logits[0], actions[0])))
+    assert parts["n_feedback"] == 0 and parts["feedback_term"] == 0.0
+
+
+def test_feedback_mode_bad_values_and_run_config(tmp_path: Path) -> None:
+    from critwrap.feedback.dt import FEEDBACK_MODES
+    from critwrap.feedback.oracle import FeedbackOracle
+    from critwrap.zoo.offline import add_parser
+
+    with pytest.raises(ValueError, match="feedback mode must be one of"):
+        _mode_loss("negative-only")
+    with pytest.raises(ValueError, match="only applies to fdt"):
+        train(_small(tmp_path / "x", algo="dt", feedback_mode="positive-only"))
+    eps = _all_patterns()
+    path = (
+        FeedbackOracle(lambda o: np.ones(len(o), dtype=int), budget=40, occurrences="all")
+        .label(eps)
+        .save(tmp_path / "fb.npz")
+    )
+    with pytest.raises(ValueError, match="feedback_mode must be one of"):
+        train(_small(tmp_path / "y", algo="fdt", feedback=str(path), feedback_mode="ignore"))
+    torch.set_num_threads(1)
+    run = train(
+        _small(tmp_path / "f", algo="fdt", feedback=str(path), max_steps=3, feedback_mode="positive-only")
+    )
+    cfg = load_policy(run).config
+    assert cfg["args"]["feedback_mode"] == "positive-only" and cfg["feedback"]["mode"] == "positive-only"
+    # the CLI offers exactly the library's modes
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    offline = add_parser(sub)
+    train_parser = offline._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    action = next(a for a in train_parser._actions if a.dest == "feedback_mode")
+    assert tuple(action.choices) == FEEDBACK_MODES  # type: ignore[arg-type]

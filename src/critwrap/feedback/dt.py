@@ -11,6 +11,13 @@ loss, :func:`fdt_loss`:
   best-return-to-go action, falling back to ``-log(1 - pi(a_logged))`` where there is none (or it is
   the logged action itself).
 
+``feedback_mode`` (:data:`FEEDBACK_MODES`) picks what negative feedback does: ``"best-action"`` (the
+default, above); ``"positive-only"``, the official code's ``ignore_negative_feedback_regularization``
+(negative-feedback positions go back into the cross-entropy like unlabelled ones, and the feedback term
+is ``-log pi(a_logged)`` averaged over the positive positions only); ``"fallback"``, negative feedback is
+always ``-log(1 - pi(a_logged))`` and no best action is used (the official code's loss when no state of
+the batch has a best action, its "random feedback selection mode").
+
 BC is the same network without return tokens (the official code's ``naive`` model type), see
 :mod:`critwrap.feedback.bc`. Read top to bottom: :class:`DTArgs` (every argument), observation
 preprocessing (:class:`ObsSpec`), state encoders, the transformer, :func:`fdt_loss`, :func:`train`,
@@ -56,6 +63,7 @@ from critwrap.feedback.data import DatasetError, OfflineData
 
 __all__ = [
     "ALGOS",
+    "FEEDBACK_MODES",
     "DTArgs",
     "DecisionTransformer",
     "ObsSpec",
@@ -66,6 +74,7 @@ __all__ = [
 ]
 
 ALGOS = ("dt", "fdt", "bc")
+FEEDBACK_MODES = ("best-action", "positive-only", "fallback")
 RUN_FORMAT = "critwrap.offline-run"
 RUN_VERSION = 1
 
@@ -83,6 +92,7 @@ class DTArgs:
     algo: str = "dt"  # "dt", "fdt" (needs feedback) or "bc" (no return tokens)
     feedback: str | None = None  # FeedbackLabels file (fdt)
     feedback_lambda: float = 0.01  # lambda of the feedback term (the paper searched 1e-1 .. 1e-4)
+    feedback_mode: str = "best-action"  # what negative feedback does, one of FEEDBACK_MODES (fdt)
     seed: int = 0
     epochs: int = 5
     max_steps: int | None = None  # stop after this many updates (None: the epochs decide)
@@ -360,6 +370,7 @@ def fdt_loss(
     feedback: torch.Tensor | None = None,
     best_action: torch.Tensor | None = None,
     feedback_lambda: float = 0.0,
+    mode: str = "best-action",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The FDT loss (plain DT cross-entropy without feedback or with ``feedback_lambda == 0``).
 
@@ -368,10 +379,17 @@ def fdt_loss(
         feedback: (B, K) 1 positive, 0 negative, -1 none. best_action: (B, K) best-return-to-go action of
             labelled states, -1 for none.
         feedback_lambda: weight of the feedback term.
+        mode: what negative feedback does (:data:`FEEDBACK_MODES`): ``"best-action"`` ->
+            ``-log pi(a_best)``, else ``-log(1 - pi(a_logged))``; ``"fallback"`` -> always
+            ``-log(1 - pi(a_logged))``; ``"positive-only"`` -> nothing: the position stays in the
+            cross-entropy and the term is averaged over the positive positions only.
 
     Returns:
-        ``(loss, parts)`` with ``parts`` = ``ce``, ``feedback_term``, ``n_feedback`` (floats, for logging).
+        ``(loss, parts)`` with ``parts`` = ``ce``, ``feedback_term``, ``n_feedback`` (floats, for logging;
+        ``n_feedback`` counts the positions the term is averaged over).
     """
+    if mode not in FEEDBACK_MODES:
+        raise ValueError(f"feedback mode must be one of {', '.join(FEEDBACK_MODES)}, got {mode!r}")
     A = logits.shape[-1]
     flat_logits, flat_actions, flat_mask = (
         logits.reshape(-1, A),
@@ -380,7 +398,8 @@ def fdt_loss(
     )
     use_feedback = feedback is not None and feedback_lambda != 0.0
     fb = feedback.reshape(-1).long() if feedback is not None else None
-    ce_mask = flat_mask & (fb != 0) if (use_feedback and fb is not None) else flat_mask
+    drop_negatives = use_feedback and fb is not None and mode != "positive-only"
+    ce_mask = flat_mask & (fb != 0) if (drop_negatives and fb is not None) else flat_mask
     if ce_mask.any():
         ce = F.cross_entropy(flat_logits[ce_mask], flat_actions[ce_mask])
     else:
@@ -388,7 +407,7 @@ def fdt_loss(
     parts = {"ce": float(ce.detach()), "feedback_term": 0.0, "n_feedback": 0.0}
     if not use_feedback or fb is None:
         return ce, parts
-    fb_mask = flat_mask & (fb >= 0)
+    fb_mask = flat_mask & ((fb == 1) if mode == "positive-only" else (fb >= 0))
     n_fb = int(fb_mask.sum())
     parts["n_feedback"] = float(n_fb)
     if n_fb == 0:
@@ -398,7 +417,7 @@ def fdt_loss(
     label = fb[fb_mask]
     best = best_action.reshape(-1).long()[fb_mask] if best_action is not None else torch.full_like(a, -1)
     logp_logged = logp.gather(1, a[:, None]).squeeze(1)
-    usable_best = (best >= 0) & (best != a)
+    usable_best = (best >= 0) & (best != a) & (mode == "best-action")
     logp_best = logp.gather(1, best.clamp(min=0)[:, None]).squeeze(1)
     # log(1 - pi(a)) = logsumexp over the other actions of the log-probabilities, stable even near pi(a) = 1
     others = logp.masked_fill(F.one_hot(a, A).bool(), float("-inf"))
@@ -442,6 +461,12 @@ def _check_args(args: DTArgs) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(args, name)}")
     if args.feedback_lambda < 0:
         raise ValueError(f"feedback_lambda must be >= 0, got {args.feedback_lambda}")
+    if args.feedback_mode not in FEEDBACK_MODES:
+        raise ValueError(
+            f"feedback_mode must be one of {', '.join(FEEDBACK_MODES)}, got {args.feedback_mode!r}"
+        )
+    if args.algo != "fdt" and args.feedback_mode != "best-action":
+        raise ValueError(f"feedback_mode only applies to fdt; {args.algo} uses no feedback")
 
 
 def _args_json(args: DTArgs) -> dict[str, Any]:
@@ -527,6 +552,7 @@ def train(args: DTArgs) -> Path:
             "file": str(args.feedback),
             "labels": len(labels),
             "positive": labels.n_positive,
+            "mode": args.feedback_mode,
             **{k: labels.metadata.get(k) for k in ("selector", "budget", "occurrences", "oracle")},
         }
     write_json(out / "config.json", config)
@@ -538,7 +564,7 @@ def train(args: DTArgs) -> Path:
 
         writer = SummaryWriter(str(out / "tb"))
     log_rows: list[dict[str, float]] = []
-    step, tokens, start = 0, 0, time.perf_counter()
+    step, tokens, start, cpu_start = 0, 0, time.perf_counter(), time.process_time()
     bar = tqdm(
         total=total_steps, desc=f"{args.algo} seed {args.seed}", unit="step", disable=not args.progress
     )
@@ -562,6 +588,7 @@ def train(args: DTArgs) -> Path:
                     torch.as_tensor(batch["feedback"], device=device) if lam else None,
                     torch.as_tensor(batch["best_action"], device=device) if lam else None,
                     lam,
+                    mode=args.feedback_mode,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
@@ -603,6 +630,7 @@ def train(args: DTArgs) -> Path:
         "steps": step,
         "epochs": step / steps_per_epoch,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(time.process_time() - cpu_start, 2),  # this process's CPU time, all threads
         "final_loss": log_rows[-1]["loss"] if log_rows else None,
     }
     write_json(out / "config.json", config)

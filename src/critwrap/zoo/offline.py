@@ -52,6 +52,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lambda", dest="feedback_lambda", type=float, help="weight of the feedback term (default 0.01)"
     )
+    p.add_argument(
+        "--feedback-mode",
+        choices=["best-action", "positive-only", "fallback"],
+        help="fdt: what negative feedback does (default best-action: -log pi(best-return-to-go action), "
+        "else -log(1 - pi(logged)); positive-only: the official code's ignore_negative_feedback_"
+        "regularization, negatives stay in the cross-entropy and only positives are regularized; "
+        "fallback: always -log(1 - pi(logged)))",
+    )
     p.add_argument("--epochs", type=int, help="epochs (default 5)")
     p.add_argument("--max-steps", type=int, help="stop after this many updates (default: the epochs decide)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
