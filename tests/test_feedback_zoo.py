@@ -3,6 +3,7 @@ with an untrained SB3 agent (seconds), and the CLI's errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,12 @@ def test_offline_cli_end_to_end(agent_zip: Path, tmp_path: Path, capsys: pytest.
     assert "is negative" in capsys.readouterr().err
     assert main(["offline", "train", "fdt", "--data", str(data), "--out", str(tmp_path / "f"), *small]) == 1
     assert "needs feedback labels" in capsys.readouterr().err
+    fdt = ["offline", "train", "fdt", "--data", str(data), "--feedback", str(data / "feedback.npz")]
+    assert main([*fdt, "--feedback-mode", "fallback", "--out", str(tmp_path / "fb"), *small]) == 0
+    assert json.loads((tmp_path / "fb" / "config.json").read_text())["args"]["feedback_mode"] == "fallback"
+    assert main(["offline", "train", "dt", "--data", str(data), "--feedback-mode", "positive-only",
+                 "--out", str(tmp_path / "d2"), *small]) == 1  # fmt: skip
+    assert "only applies to fdt" in capsys.readouterr().err
     assert (
         main(
             ["offline", "train", "dt", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "g"), *small]
