@@ -361,6 +361,11 @@ WRAPPER_CASES: dict[str, WrapperCase] = {
         kwargs=lambda tmp: {"checkpoint": str(MaskAdapter(2, (56, 56)).save(tmp / "adapter").parent)},
         rejects={"cartpole": IncompatibleSpaceError, "seaquest-eval": IncompatibleSpaceError},
     ),
+    "subgoal-reward": WrapperCase(
+        envs=["cartpole"],  # subgoals from CartPole episodes, matched on the raw observation vectors
+        kwargs=lambda tmp: _subgoal_kwargs(tmp),
+        rejects={"keycorridor": ValueError, "seaquest-eval": ValueError},
+    ),
 }
 
 
@@ -431,3 +436,22 @@ def test_minigrid_image_on_cartpole_says_what_to_do() -> None:
     with pytest.raises(IncompatibleSpaceError, match="MiniGrid") as info:
         critwrap.make("CartPole-v1", wrappers=["minigrid-image"])
     assert "CartPole" in str(info.value)
+
+
+def _subgoal_kwargs(tmp: Path) -> dict[str, Any]:
+    """A saved random detector and two successful CartPole episodes: subgoals for SubgoalReward."""
+    from critwrap.detectors.baselines import RandomDetector
+    from critwrap.episodes import Episode, EpisodeStore
+
+    store = EpisodeStore(tmp / "subgoal_eps")
+    if len(store) == 0:
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            store.append(Episode(rng.normal(0, 0.05, (6, 4)).astype(np.float32), label=1))
+    det = RandomDetector(seed=0).save(tmp / "subgoal_det")
+    return {
+        "detector": str(det),
+        "episodes": str(store.root),
+        "encoder": "critwrap.wrappers.subgoal:pixel_encoder",
+        "threshold": 0.95,
+    }

@@ -89,6 +89,23 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
             "threshold": 0.5,
         },
     ),
+    "subgoal-reward": (
+        ("CartPole-v1", {}),
+        lambda tmp: {
+            "detector": _subgoal_detector(tmp),
+            "episodes": _subgoal_store(tmp),
+            "subgoals": [[0.0, 0.0, 0.0, 0.0]],
+            "encoder": "critwrap.wrappers.subgoal:pixel_encoder",
+            "threshold": 0.8,
+            "bonus": 0.5,
+            "weights": 2.0,
+            "potential_based": False,
+            "gamma": 0.9,
+            "k": 2,
+            "score_threshold": 0.1,
+            "success_above": 0.5,
+        },
+    ),
 }
 
 
@@ -163,3 +180,22 @@ def test_the_check_catches_a_wrapper_that_forgets_an_argument() -> None:
 
     env = Forgetful(gym.make("CartPole-v1"), scale=2.0, offset=3.0)
     assert set(env._saved_kwargs) != set(_parameters(Forgetful))
+
+
+def _subgoal_detector(tmp: Path) -> str:
+    from critwrap.detectors.baselines import RandomDetector
+
+    return str(RandomDetector(seed=0).save(tmp / "subgoal_det"))
+
+
+def _subgoal_store(tmp: Path) -> str:
+    """Two successful (label 1 > success_above 0.5) CartPole-shaped episodes."""
+    import numpy as np
+
+    from critwrap.episodes import Episode, EpisodeStore
+
+    store = EpisodeStore(tmp / "subgoal_eps")
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        store.append(Episode(rng.normal(0, 0.05, (6, 4)).astype(np.float32), label=1))
+    return str(tmp / "subgoal_eps")
