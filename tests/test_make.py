@@ -366,6 +366,11 @@ WRAPPER_CASES: dict[str, WrapperCase] = {
         kwargs=lambda tmp: _subgoal_kwargs(tmp),
         rejects={"keycorridor": ValueError, "seaquest-eval": ValueError},
     ),
+    "critical-attack": WrapperCase(
+        envs=["cartpole", "keycorridor"],  # online attack, random action at random-detector "critical" steps
+        kwargs=lambda tmp: {"detector": "random", "k": 2, "threshold": 0.5, "seed": 0},
+        rejects={"dmc-cartpole": TypeError},  # a random different action needs Discrete actions
+    ),
 }
 
 

@@ -106,7 +106,31 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
             "success_above": 0.5,
         },
     ),
+    "critical-attack": (
+        ("CartPole-v1", {"render_mode": "rgb_array"}),
+        lambda tmp: {
+            "detector": "random",
+            "k": 3,
+            "threshold": 0.2,
+            "perturbation": "fgsm",
+            "epsilon": 0.05,
+            "victim": _attack_victim(tmp),
+            "victim_algo": "ppo",
+            "frames": "render",
+            "window": 4,
+            "seed": 7,
+        },
+    ),
 }
+
+
+def _attack_victim(tmp: Path) -> str:
+    """An untrained CartPole PPO saved as a zip (the victim of the critical-attack wrapper's FGSM)."""
+    from stable_baselines3 import PPO
+
+    path = tmp / "victim.zip"
+    PPO("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [8]}, device="cpu").save(path)
+    return str(path)
 
 
 def _rlsp_reward_file(tmp: Path) -> str:

@@ -44,6 +44,7 @@ SUBCOMMANDS: list[str] = [
     "critwrap.zoo.adapter",
     "critwrap.zoo.detect",
     "critwrap.zoo.demo",
+    "critwrap.zoo.attack",
 ]
 
 # exceptions that mean "the request is wrong", printed without a traceback (SB3 checks its

@@ -1,0 +1,276 @@
+"""Evaluate an attack at the detector's top-k critical steps against random-k and victim-importance-k.
+
+:func:`evaluate_attack` runs the replay protocol (:mod:`critwrap.attack.protocols`) on ``episodes``
+seeded episodes: for each seed one clean episode, then one attacked replay per method (``"detector"``,
+``"random"``, ``"victim"``) with the same ``k`` and perturbation. The :class:`AttackReport` holds every
+episode's return, win, number of planned and actually perturbed steps, and a summary table: mean return
+with a percentile-bootstrap 95% CI, the return drop from clean (paired bootstrap CI), win rate and the
+number of flipped wins (won clean, lost attacked).
+
+Example:
+    >>> import gymnasium as gym
+    >>> from stable_baselines3 import DQN
+    >>> from critwrap.attack import Victim, evaluate_attack
+    >>> from critwrap.detectors.baselines import RandomDetector
+    >>> env = gym.make("CartPole-v1")
+    >>> victim = Victim(DQN("MlpPolicy", env, learning_starts=0))
+    >>> report = evaluate_attack(env, victim, RandomDetector(seed=0), k=2, episodes=3, seed=0, allow_short=True)
+    >>> [row["method"] for row in report.table()]
+    ['clean', 'detector', 'random', 'victim']
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from critwrap.attack.perturbations import Perturbation, make_perturbation
+from critwrap.attack.protocols import (
+    EpisodeRecord,
+    FrameSource,
+    detector_steps,
+    importance_steps,
+    random_steps,
+    replay_attack,
+    run_episode,
+)
+from critwrap.attack.victim import Victim
+
+__all__ = ["METHODS", "AttackReport", "bootstrap_ci", "evaluate_attack", "format_table"]
+
+METHODS = ("detector", "random", "victim")
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap ``1 - alpha`` confidence interval of the mean."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+@dataclass
+class AttackReport:
+    """Per-episode results of :func:`evaluate_attack` and the summary table.
+
+    ``returns[m]``, ``n_perturbed[m]``, ``n_planned[m]`` and ``n_action_changed[m]`` are per-seed arrays
+    for ``m`` in ``"clean"`` and the methods; ``win_threshold``: an episode is won when its return exceeds it.
+    """
+
+    seeds: list[int]
+    k: int
+    perturbation: str
+    methods: list[str]
+    returns: dict[str, np.ndarray]
+    lengths: dict[str, np.ndarray]
+    n_planned: dict[str, np.ndarray]
+    n_perturbed: dict[str, np.ndarray]
+    n_action_changed: dict[str, np.ndarray]
+    win_threshold: float = 0.0
+    n_boot: int = 2000
+    seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def wins(self, method: str) -> np.ndarray:
+        return np.asarray(self.returns[method] > self.win_threshold)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per condition (``clean`` first); JSON-able."""
+        clean = self.returns["clean"]
+        clean_wins = self.wins("clean")
+        rows = []
+        for m in ["clean", *self.methods]:
+            r = self.returns[m]
+            lo, hi = bootstrap_ci(r, self.n_boot)
+            row: dict[str, Any] = {
+                "method": m,
+                "k": 0 if m == "clean" else self.k,
+                "episodes": len(r),
+                "mean_return": float(r.mean()),
+                "return_ci_low": lo,
+                "return_ci_high": hi,
+                "win_rate": float(self.wins(m).mean()),
+                "drop": 0.0,
+                "drop_ci_low": 0.0,
+                "drop_ci_high": 0.0,
+                "flipped_wins": 0,
+                "mean_perturbed_steps": 0.0,
+                "action_changed_rate": float("nan"),
+            }
+            if m != "clean":
+                d = clean - r
+                dlo, dhi = bootstrap_ci(d, self.n_boot)
+                changed = self.n_action_changed[m].sum()
+                row.update(
+                    {
+                        "drop": float(d.mean()),
+                        "drop_ci_low": dlo,
+                        "drop_ci_high": dhi,
+                        "flipped_wins": int((clean_wins & ~self.wins(m)).sum()),
+                        "mean_perturbed_steps": float(self.n_perturbed[m].mean()),
+                        "action_changed_rate": float(changed / max(1, self.n_perturbed[m].sum())),
+                    }
+                )
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "perturbation": self.perturbation,
+            "win_threshold": self.win_threshold,
+            "seeds": list(self.seeds),
+            "seconds": self.seconds,
+            "settings": self.settings,
+            "table": self.table(),
+            "episodes": {
+                m: {
+                    "returns": self.returns[m].tolist(),
+                    "lengths": self.lengths[m].tolist(),
+                    "n_planned": self.n_planned[m].tolist(),
+                    "n_perturbed": self.n_perturbed[m].tolist(),
+                    "n_action_changed": self.n_action_changed[m].tolist(),
+                }
+                for m in ["clean", *self.methods]
+            },
+        }
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of :meth:`AttackReport.table` rows."""
+    head = "| condition | k | mean return [95% CI] | drop [95% CI] | win rate | flipped wins | perturbed steps / ep | action changed |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        changed = "" if r["method"] == "clean" else f"{r['action_changed_rate']:.2f}"
+        drop = (
+            ""
+            if r["method"] == "clean"
+            else f"{r['drop']:.3f} [{r['drop_ci_low']:.3f}, {r['drop_ci_high']:.3f}]"
+        )
+        lines.append(
+            f"| {r['method']} | {r['k']} | {r['mean_return']:.3f} [{r['return_ci_low']:.3f}, {r['return_ci_high']:.3f}] "
+            f"| {drop} | {r['win_rate']:.3f} | {r['flipped_wins'] if r['method'] != 'clean' else ''} "
+            f"| {r['mean_perturbed_steps']:.2f} | {changed} |"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_attack(
+    env: gym.Env[Any, Any],
+    victim: Victim | Any,
+    detector: Any,
+    *,
+    k: int,
+    perturbation: str | Perturbation | Callable[..., Any] = "action",
+    episodes: int = 100,
+    seed: int = 0,
+    methods: Sequence[str] = METHODS,
+    frames: FrameSource = "observations",
+    epsilon: float | None = None,
+    win_threshold: float = 0.0,
+    allow_short: bool = False,
+    n_boot: int = 2000,
+    clean_runs: Sequence[EpisodeRecord] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AttackReport:
+    """The replay-protocol comparison over ``episodes`` seeds ``seed, seed + 1, ...``.
+
+    Args:
+        env: a Gymnasium env, deterministic given its reset seed (checked on every replay).
+        victim: a :class:`Victim` or an SB3 model.
+        detector: a :class:`critwrap.detectors.base.Detector` (anything with ``score(frames) -> (T,)``);
+            may be ``None`` when ``"detector"`` is not among ``methods``.
+        k: attacked steps per episode (the same for every method).
+        perturbation: ``"action"``, ``"fgsm"``, ``"pgd"`` (with ``epsilon``), a Perturbation or a callable.
+        methods: any of ``"detector"``, ``"random"``, ``"victim"``.
+        frames: what the detector scores (see :func:`critwrap.attack.protocols.get_frame`).
+        win_threshold: an episode is won when its return is above this (Pong: 0; MiniGrid: 0).
+        allow_short: attack every step of episodes shorter than ``k`` (else :class:`EpisodeTooShortError`).
+        clean_runs: clean episodes already played (their seeds are replayed), e.g. to share them across k.
+        progress: called as ``progress(done, total)`` after each seed.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(victim, Victim):
+        victim = Victim(victim)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
+    if "detector" in methods and detector is None:
+        raise ValueError("the 'detector' method needs a detector")
+    if episodes < 1 and clean_runs is None:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    pert = make_perturbation(perturbation, epsilon=epsilon)
+    pert.check(env.observation_space, env.action_space, victim)
+    if "victim" in methods:
+        victim.importance(np.asarray(env.observation_space.sample())[None])  # fail early, before any episode
+    seeds = [c.seed for c in clean_runs] if clean_runs is not None else [seed + i for i in range(episodes)]
+    names = ["clean", *methods]
+    returns: dict[str, list[float]] = {m: [] for m in names}
+    lengths: dict[str, list[int]] = {m: [] for m in names}
+    planned: dict[str, list[int]] = {m: [] for m in names}
+    perturbed: dict[str, list[int]] = {m: [] for m in names}
+    changed: dict[str, list[int]] = {m: [] for m in names}
+    for i, s in enumerate(seeds):
+        clean = (
+            clean_runs[i]
+            if clean_runs is not None
+            else run_episode(env, victim, seed=s, frames=frames, keep_frames="detector" in methods)
+        )
+        returns["clean"].append(clean.episode_return)
+        lengths["clean"].append(clean.length)
+        for m in names[:1]:
+            planned[m].append(0)
+            perturbed[m].append(0)
+            changed[m].append(0)
+        for j, m in enumerate(methods):
+            if m == "detector":
+                steps = detector_steps(clean, k, detector, allow_short=allow_short)
+            elif m == "random":
+                steps = random_steps(
+                    clean, k, np.random.default_rng([int(s or 0), 1, k]), allow_short=allow_short
+                )
+            else:
+                steps = importance_steps(clean, k, victim, allow_short=allow_short)
+            rec = replay_attack(
+                env, victim, clean, steps, pert, rng=np.random.default_rng([int(s or 0), 2, j, k])
+            )
+            reached = [t for t in steps if t < rec.length]
+            if rec.perturbed_steps != reached:  # never report an unattacked step as attacked
+                raise RuntimeError(
+                    f"seed {s}, {m}: planned steps {steps}, reached {reached}, but perturbed {rec.perturbed_steps}"
+                )
+            returns[m].append(rec.episode_return)
+            lengths[m].append(rec.length)
+            planned[m].append(len(steps))
+            perturbed[m].append(rec.n_perturbed)
+            changed[m].append(int(np.sum(rec.action_changed)))
+        if progress is not None:
+            progress(i + 1, len(seeds))
+    arr: Callable[[dict[str, list[Any]]], dict[str, np.ndarray]] = lambda d: {
+        m: np.asarray(v) for m, v in d.items()
+    }  # noqa: E731
+    return AttackReport(
+        seeds=[int(s) if s is not None else -1 for s in seeds],
+        k=int(k),
+        perturbation=pert.describe(),
+        methods=list(methods),
+        returns={m: np.asarray(v, dtype=np.float64) for m, v in returns.items()},
+        lengths=arr(lengths),
+        n_planned=arr(planned),
+        n_perturbed=arr(perturbed),
+        n_action_changed=arr(changed),
+        win_threshold=float(win_threshold),
+        n_boot=n_boot,
+        seconds=time.perf_counter() - t0,
+        settings={"allow_short": allow_short, "victim_importance": victim.importance_method},
+    )

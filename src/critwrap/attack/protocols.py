@@ -1,0 +1,298 @@
+"""Running attacked episodes: one episode with a planned set of attacked steps, and the replay protocol.
+
+The **replay protocol** (EDGE's, used by the Deep State Identifier's Pong attack):
+
+1. :func:`run_episode` plays a clean episode from ``env.reset(seed=seed)`` with the victim's greedy
+   actions and keeps its frames (what the detector scores), observations and the victim's importance;
+2. a step selector picks ``k`` steps: :func:`detector_steps` (the detector's top-k), :func:`random_steps`
+   or :func:`importance_steps` (the victim's own top-k);
+3. :func:`replay_attack` replays the same seed and perturbs exactly those steps. Until the first attacked
+   step the replay must reproduce the clean run observation for observation; otherwise the env is not
+   deterministic given its seed and a :class:`ReplayDivergenceError` says so.
+
+Every :class:`EpisodeRecord` says which steps were actually perturbed (``perturbed_steps``): a planned
+step the attacked episode never reached (it ended earlier) is not counted.
+
+Example:
+    >>> import gymnasium as gym
+    >>> from stable_baselines3 import DQN
+    >>> from critwrap.attack import RandomActionPerturbation, Victim, random_steps, replay_attack, run_episode
+    >>> env = gym.make("CartPole-v1")
+    >>> victim = Victim(DQN("MlpPolicy", env, learning_starts=0))
+    >>> clean = run_episode(env, victim, seed=3)
+    >>> steps = random_steps(clean, k=2, rng=0)
+    >>> attacked = replay_attack(env, victim, clean, steps, RandomActionPerturbation(), rng=0)
+    >>> attacked.n_perturbed
+    2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from critwrap.attack.perturbations import Perturbation
+from critwrap.attack.victim import Victim
+
+__all__ = [
+    "EpisodeRecord",
+    "EpisodeTooShortError",
+    "FrameSource",
+    "ReplayDivergenceError",
+    "detector_steps",
+    "get_frame",
+    "importance_steps",
+    "random_steps",
+    "replay_attack",
+    "run_episode",
+]
+
+FrameSource = str | Callable[[gym.Env[Any, Any], Any], np.ndarray]
+
+
+class ReplayDivergenceError(RuntimeError):
+    """The replay of a seed differed from the clean run before the first attacked step."""
+
+
+class EpisodeTooShortError(ValueError):
+    """More steps were asked for than the episode has."""
+
+
+@dataclass
+class EpisodeRecord:
+    """One played episode.
+
+    Attributes:
+        seed: the seed given to ``env.reset``.
+        observations: the observation at the start of every step (T, ...), as the env returned it (clean).
+        frames: what the detector scores, one per step (T, ...): the observations, or rendered frames.
+        actions: the actions executed (T, ...).
+        rewards: (T,).
+        planned_steps: the steps chosen for attack (sorted; empty for a clean run).
+        perturbed_steps: the steps where the perturbation was actually applied.
+        action_changed: per perturbed step, whether the executed action differs from the victim's clean
+            greedy action there.
+        max_obs_change: the largest L-inf change an observation perturbation made (0 for action attacks).
+        terminated / truncated: how the episode ended.
+    """
+
+    seed: int | None
+    observations: list[Any]
+    frames: list[np.ndarray]
+    actions: list[Any]
+    rewards: list[float]
+    planned_steps: list[int] = field(default_factory=list)
+    perturbed_steps: list[int] = field(default_factory=list)
+    action_changed: list[bool] = field(default_factory=list)
+    max_obs_change: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+
+    @property
+    def episode_return(self) -> float:
+        return float(np.sum(self.rewards))
+
+    @property
+    def length(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def n_perturbed(self) -> int:
+        return len(self.perturbed_steps)
+
+    def frames_array(self) -> np.ndarray:
+        return np.stack(self.frames)
+
+
+def get_frame(env: gym.Env[Any, Any], obs: Any, frames: FrameSource) -> np.ndarray:
+    """The frame the detector sees for ``obs``: ``"observations"`` (the observation itself), ``"render"``
+    (``env.render()``, needs ``render_mode="rgb_array"``) or ``fn(env, obs) -> array``."""
+    if callable(frames):
+        return np.asarray(frames(env, obs))
+    if frames == "observations":
+        if isinstance(obs, dict):
+            raise TypeError("dict observations cannot be scored as frames: use frames='render' or a callable")
+        return np.array(obs, copy=True)
+    if frames == "render":
+        frame = env.render()
+        if not isinstance(frame, np.ndarray):
+            raise ValueError(
+                f"frames='render' needs env.render() to return an array (make the env with "
+                f"render_mode='rgb_array'), got {type(frame).__name__}"
+            )
+        return np.array(frame, copy=True)
+    raise ValueError(
+        f"frames must be 'observations', 'render' or a callable (env, obs) -> array, got {frames!r}"
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+def run_episode(
+    env: gym.Env[Any, Any],
+    victim: Victim,
+    *,
+    seed: int | None,
+    attack_steps: Sequence[int] = (),
+    perturbation: Perturbation | None = None,
+    rng: np.random.Generator | int | None = None,
+    reference: EpisodeRecord | None = None,
+    frames: FrameSource = "observations",
+    keep_frames: bool = True,
+    max_steps: int | None = None,
+) -> EpisodeRecord:
+    """Play one episode from ``env.reset(seed=seed)`` with the victim's greedy actions, perturbing the
+    steps in ``attack_steps``.
+
+    With ``reference`` (the clean run of the same seed), the observations up to and including the first
+    attacked step must equal the reference's, else :class:`ReplayDivergenceError`.
+    """
+    planned = sorted({int(s) for s in attack_steps})
+    if planned and perturbation is None:
+        raise ValueError("attack_steps were given without a perturbation")
+    if planned and planned[0] < 0:
+        raise ValueError(f"attack steps must be >= 0, got {planned[0]}")
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    planned_set = set(planned)
+    check_until = planned[0] if (planned and reference is not None) else -1
+    obs_space = env.observation_space
+    obs, _ = env.reset(seed=seed)
+    rec = EpisodeRecord(seed=seed, observations=[], frames=[], actions=[], rewards=[], planned_steps=planned)
+    t = 0
+    while True:
+        if t <= check_until and reference is not None:
+            if t >= len(reference.observations) or not _same(obs, reference.observations[t]):
+                raise ReplayDivergenceError(
+                    f"replaying seed {seed} diverged from the clean run at step {t}, before the first attacked "
+                    f"step {check_until}: the environment is not deterministic given its seed (sticky actions, "
+                    "unseeded randomness, a stochastic policy?). The replay protocol needs a deterministic env; "
+                    "make it deterministic (e.g. ALE repeat_action_probability=0) or use the online protocol."
+                )
+        rec.observations.append(np.array(obs, copy=True) if not isinstance(obs, dict) else dict(obs))
+        if keep_frames:
+            rec.frames.append(get_frame(env, obs, frames))
+        if t in planned_set:
+            assert perturbation is not None
+            clean_action = victim.act(obs)
+            if perturbation.target == "observation":
+                adv = perturbation.perturb_observation(np.asarray(obs), victim, gen, obs_space)
+                change = float(np.max(np.abs(adv.astype(np.float64) - np.asarray(obs, dtype=np.float64))))
+                rec.max_obs_change = max(rec.max_obs_change, change)
+                action = victim.act(adv)
+            else:
+                action = perturbation.perturb_action(clean_action, obs, gen)
+            rec.perturbed_steps.append(t)
+            rec.action_changed.append(not _same(action, clean_action))
+        else:
+            action = victim.act(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rec.actions.append(np.array(action, copy=True))
+        rec.rewards.append(float(reward))
+        t += 1
+        if terminated or truncated or (max_steps is not None and t >= max_steps):
+            rec.terminated, rec.truncated = bool(terminated), bool(truncated)
+            break
+    return rec
+
+
+def _check_k(clean: EpisodeRecord, k: int, allow_short: bool) -> int:
+    if k < 1:
+        raise ValueError(f"k must be >= 1 attacked steps, got {k}")
+    if k > clean.length:
+        if not allow_short:
+            raise EpisodeTooShortError(
+                f"k={k} steps asked for, but the clean episode of seed {clean.seed} has only {clean.length} steps; "
+                "lower k, or pass allow_short=True to attack every step of shorter episodes (recorded as such)"
+            )
+        return clean.length
+    return k
+
+
+def detector_steps(
+    clean: EpisodeRecord,
+    k: int,
+    detector: Any = None,
+    *,
+    scores: np.ndarray | None = None,
+    allow_short: bool = False,
+) -> list[int]:
+    """The top-``k`` steps of the clean episode by the detector's score (``detector.score(frames)``)."""
+    k = _check_k(clean, k, allow_short)
+    if scores is None:
+        if detector is None:
+            raise ValueError("give a detector or precomputed scores")
+        scores = np.asarray(detector.score(clean.frames_array()), dtype=np.float64)
+    if scores.shape != (clean.length,):
+        raise ValueError(
+            f"the detector returned scores of shape {scores.shape} for an episode of {clean.length} steps"
+        )
+    return sorted(np.argsort(-scores, kind="stable")[:k].tolist())
+
+
+def random_steps(
+    clean: EpisodeRecord, k: int, rng: np.random.Generator | int | None = None, *, allow_short: bool = False
+) -> list[int]:
+    """``k`` distinct steps of the clean episode, uniformly at random."""
+    k = _check_k(clean, k, allow_short)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return sorted(gen.choice(clean.length, size=k, replace=False).tolist())
+
+
+def importance_steps(
+    clean: EpisodeRecord,
+    k: int,
+    victim: Victim,
+    *,
+    importance: np.ndarray | None = None,
+    allow_short: bool = False,
+) -> list[int]:
+    """The top-``k`` steps by the victim's own importance (:meth:`Victim.importance` of the observations)."""
+    k = _check_k(clean, k, allow_short)
+    if importance is None:
+        importance = victim.importance(np.stack([np.asarray(o) for o in clean.observations]))
+    return sorted(np.argsort(-np.asarray(importance), kind="stable")[:k].tolist())
+
+
+def replay_attack(
+    env: gym.Env[Any, Any],
+    victim: Victim,
+    clean: EpisodeRecord,
+    steps: Sequence[int],
+    perturbation: Perturbation,
+    *,
+    rng: np.random.Generator | int | None = None,
+    frames: FrameSource = "observations",
+    keep_frames: bool = False,
+) -> EpisodeRecord:
+    """Replay ``clean``'s seed and perturb exactly ``steps``; checks the replay up to the first attacked step."""
+    if not steps:
+        raise ValueError("no steps to attack")
+    if max(steps) >= clean.length:
+        raise EpisodeTooShortError(
+            f"attack step {max(steps)} is beyond the clean episode of seed {clean.seed} ({clean.length} steps)"
+        )
+    perturbation.check(env.observation_space, env.action_space, victim)
+    rec = run_episode(
+        env,
+        victim,
+        seed=clean.seed,
+        attack_steps=steps,
+        perturbation=perturbation,
+        rng=rng,
+        reference=clean,
+        frames=frames,
+        keep_frames=keep_frames,
+    )
+    if rec.n_perturbed < 1:  # the first planned step is always reached: the replay equals the clean run there
+        raise RuntimeError(
+            f"internal error: no step of seed {clean.seed} was perturbed although {steps} were planned"
+        )
+    return rec

@@ -1,0 +1,290 @@
+"""``python -m critwrap.zoo attack``: attack a trained agent at its detector's top-k critical states.
+
+Replay protocol (:func:`critwrap.attack.evaluate_attack`): for each of ``--episodes`` seeds, a clean
+episode, then one replay per method with ``--top-k`` perturbed steps: the detector's top-k, k random
+steps, and the victim's own top-k (Q-value spread, policy entropy or value). Prints a table (mean return
+with a bootstrap 95% CI, drop from clean, win rate, flipped wins, perturbed steps per episode) and writes
+``attack_<timestamp>.json`` and ``.csv`` into the run directory (or next to ``--model`` when it is a
+model file outside a run).
+
+``--model`` is a run directory written by ``train`` or a model file (``.zip``); a model file inside a
+run directory (``model.zip``, ``best_model.zip``, ``checkpoints/rl_model_*.zip``) uses that run's
+config; any other file needs ``--algo`` and ``--env``. The env must be deterministic given its seed
+(the replay is checked; ALE games: ``--env-kwarg repeat_action_probability=0``).
+
+Example:
+    .. code-block:: console
+
+        python -m critwrap.zoo attack --model runs/default/dqn/Pong/base/seed_0 --detector dsi_pong \\
+            --top-k 30 --episodes 500 --perturb action
+        python -m critwrap.zoo attack --model agent.zip --algo ppo --env MiniGrid-LavaGapS6-v0 \\
+            --wrapper minigrid.wrappers:ImgObsWrapper --env-kwarg preprocess=false \\
+            --detector det/ --frames minigrid-pov:4 --top-k 2 --episodes 200 --perturb fgsm --epsilon 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["VecEnvAsEnv", "add_parser", "make_attack_env", "parse_frames", "resolve_model", "run"]
+
+NAME = "attack"
+
+
+class VecEnvAsEnv(gym.Env[Any, Any]):
+    """A one-env SB3 ``VecEnv`` (with frame stacking / VecNormalize) seen as a Gymnasium env, so that
+    the attack sees exactly the observations the model was trained on. ``reset(seed=s)`` seeds it."""
+
+    def __init__(self, venv: Any) -> None:
+        if venv.num_envs != 1:
+            raise ValueError(f"VecEnvAsEnv needs a VecEnv with one env, got {venv.num_envs}")
+        self.venv = venv
+        self.observation_space = venv.observation_space
+        self.action_space = venv.action_space
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if seed is not None:
+            self.venv.seed(seed)
+        obs = self.venv.reset()
+        return obs[0], {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, rewards, dones, infos = self.venv.step(np.asarray([action]))
+        info = dict(infos[0])
+        done = bool(dones[0])
+        truncated = done and bool(info.get("TimeLimit.truncated", False))
+        ob = info.pop("terminal_observation") if done and "terminal_observation" in info else obs[0]
+        return ob, float(rewards[0]), done and not truncated, truncated, info
+
+    def render(self) -> Any:
+        return self.venv.render()
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+def resolve_model(
+    model: str, algo: str | None, env: str | None, wrappers: list[tuple[str, dict[str, Any]]], device: str
+) -> Any:
+    """Load ``--model`` (run directory, model file in a run, or a bare model file with algo and env)."""
+    from critwrap.zoo.common import load_run
+
+    path = Path(model)
+    if path.is_dir():
+        if wrappers:
+            raise ValueError("--wrapper is for a bare model file; a run's wrappers come from its config.json")
+        return load_run(path, algo=algo, env=env, device=device)
+    if not path.is_file():
+        raise FileNotFoundError(f"--model {model}: no such run directory or model file")
+    for run in (path.parent, path.parent.parent):
+        if (run / "config.json").is_file() and not wrappers:
+            return load_run(run, model_path=path, algo=algo, env=env, device=device)
+    if algo is None or env is None:
+        raise ValueError(
+            f"--model {model} is a model file outside a run directory: give --algo ALGO and --env ENV "
+            "(and --wrapper for the wrappers it was trained with)"
+        )
+    return load_run(None, model_path=path, algo=algo, env=env, wrappers=wrappers, device=device)
+
+
+def make_attack_env(
+    loaded: Any, env_kwargs: dict[str, Any] | None = None, render_mode: str | None = None
+) -> Any:
+    """The run's evaluation env (``training=False``) as one Gymnasium env; VecEnv-level frame stacking or
+    normalisation is kept through :class:`VecEnvAsEnv`."""
+    from critwrap.zoo.common import make_env_fn
+
+    cfg = loaded.config
+    hp = dict(cfg.get("hyperparams", {}))
+    kwargs = dict(hp.get("env_kwargs") or {})
+    kwargs.update(env_kwargs or {})
+    if hp.get("frame_stack") or hp.get("normalize") or loaded.vecnormalize_path is not None:
+        if env_kwargs:
+            hp["env_kwargs"] = kwargs
+            loaded.config = {**cfg, "hyperparams": hp}
+        return VecEnvAsEnv(loaded.make_env(seed=None, n_envs=1, render_mode=render_mode))
+    skip = set(cfg.get("eval_skip_wrappers", []))
+    wrappers = [(w["name"], w["kwargs"]) for w in cfg.get("wrappers", []) if w["name"] not in skip]
+    return make_env_fn(
+        cfg["env"],
+        wrappers=wrappers,
+        training=False,
+        env_kwargs=kwargs,
+        render_mode=render_mode,
+        monitor=False,
+    )()
+
+
+def _minigrid_pov(tile: int) -> Any:
+    def frame(env: Any, obs: Any) -> np.ndarray:
+        base = env.unwrapped
+        if not hasattr(base, "get_frame"):
+            raise ValueError("--frames minigrid-pov needs a MiniGrid env")
+        return np.asarray(base.get_frame(highlight=False, tile_size=tile, agent_pov=True))
+
+    return frame
+
+
+def parse_frames(text: str) -> Any:
+    """``observations``, ``render`` or ``minigrid-pov[:TILE]`` (the agent's view rendered, DSI's GridWorld frames)."""
+    if text in ("observations", "render"):
+        return text
+    if text.startswith("minigrid-pov"):
+        _, _, tile = text.partition(":")
+        return _minigrid_pov(int(tile or 4))
+    raise ValueError(f"--frames must be observations, render or minigrid-pov[:TILE], got {text!r}")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        NAME,
+        help="attack an agent at its detector's top-k critical steps vs random-k and victim-importance-k",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--model", required=True, metavar="RUN_OR_ZIP", help="run directory or model .zip")
+    p.add_argument("--algo", default=None, help="algorithm of a bare model file")
+    p.add_argument("--env", default=None, help="environment of a bare model file (checked against a run's)")
+    p.add_argument(
+        "--wrapper",
+        action="append",
+        default=[],
+        metavar="NAME[:k=v,...]",
+        help="wrappers of a bare model file",
+    )
+    p.add_argument(
+        "--env-kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra env argument (YAML value)",
+    )
+    p.add_argument(
+        "--detector", default=None, metavar="PATH", help="a saved detector directory (or a registry name)"
+    )
+    p.add_argument("--top-k", type=int, default=30, help="attacked steps per episode (default 30)")
+    p.add_argument("--episodes", type=int, default=100, help="seeded episodes (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="first env seed (episodes use seed, seed+1, ...)")
+    p.add_argument("--perturb", default="action", choices=["action", "fgsm", "pgd"], help="perturbation")
+    p.add_argument(
+        "--epsilon", type=float, default=None, help="L-inf budget of fgsm / pgd (observation units)"
+    )
+    p.add_argument("--pgd-steps", type=int, default=10, help="PGD iterations (default 10)")
+    p.add_argument(
+        "--methods", default="detector,random,victim", help="comma-separated subset of detector,random,victim"
+    )
+    p.add_argument(
+        "--frames",
+        default="observations",
+        help="what the detector scores: observations, render, minigrid-pov[:TILE]",
+    )
+    p.add_argument(
+        "--win-threshold", type=float, default=0.0, help="a win is a return above this (default 0)"
+    )
+    p.add_argument("--allow-short", action="store_true", help="attack every step of episodes shorter than k")
+    p.add_argument(
+        "--out", default=None, help="directory for attack_<timestamp>.json/.csv (default: the run)"
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="show tracebacks")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from critwrap.attack import evaluate_attack, format_table, make_perturbation
+    from critwrap.attack.wrapper import load_detector_like
+    from critwrap.zoo.runs import record_path, write_json
+    from critwrap.zoo.specs import normalize_specs
+
+    if args.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(int(args.num_threads))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if "detector" in methods and args.detector is None:
+        raise ValueError(
+            "give --detector PATH (a saved detector directory), or leave 'detector' out of --methods"
+        )
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    env_kwargs: dict[str, Any] = {}
+    if args.env_kwarg:
+        import yaml
+
+        for item in args.env_kwarg:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--env-kwarg must be KEY=VALUE, got {item!r}")
+            env_kwargs[key.strip()] = yaml.safe_load(value)
+    perturbation = make_perturbation(args.perturb, epsilon=args.epsilon, pgd_steps=args.pgd_steps)
+    loaded = resolve_model(
+        args.model, args.algo, args.env, normalize_specs(list(args.wrapper), "--wrapper"), args.device
+    )
+    frames = parse_frames(args.frames)
+    detector = load_detector_like(args.detector) if args.detector is not None else None
+    env = make_attack_env(loaded, env_kwargs, render_mode="rgb_array" if frames == "render" else None)
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and (done == total or done % max(1, total // 20) == 0):
+            print(
+                f"\r{done}/{total} episodes", end="\n" if done == total else "", file=sys.stderr, flush=True
+            )
+
+    try:
+        report = evaluate_attack(
+            env,
+            loaded.model,
+            detector,
+            k=args.top_k,
+            perturbation=perturbation,
+            episodes=args.episodes,
+            seed=args.seed,
+            methods=methods,
+            frames=frames,
+            win_threshold=args.win_threshold,
+            allow_short=args.allow_short,
+            progress=progress,
+        )
+    finally:
+        env.close()
+    rows = report.table()
+    print(
+        f"{loaded.config['algo']} on {loaded.config['env']}: {report.perturbation} at k={args.top_k} steps, "
+        f"{len(report.seeds)} episodes (seeds {report.seeds[0]}..{report.seeds[-1]}), {report.seconds:.0f} s"
+    )
+    print(format_table(rows))
+    out_dir = Path(args.out) if args.out else (loaded.run_dir or Path(loaded.model_path).parent)
+    result = report.to_dict()
+    result.update(
+        {
+            "model": str(loaded.model_path),
+            "algo": loaded.config["algo"],
+            "env": loaded.config["env"],
+            "detector": args.detector,
+            "frames": args.frames,
+            "command": getattr(args, "command_line", None),
+            "timestamp": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+    )
+    path = record_path(out_dir, "attack")
+    write_json(path, result)
+    csv_path = path.with_suffix(".csv")
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"Wrote {path} and {csv_path}")
+    return 0

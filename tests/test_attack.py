@@ -1,0 +1,419 @@
+"""Tests of critwrap.attack: perturbations, the replay protocol, the evaluation and the online wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import critwrap
+from critwrap.attack import (
+    FGSM,
+    PGD,
+    CallablePerturbation,
+    CriticalAttack,
+    EpisodeTooShortError,
+    RandomActionPerturbation,
+    ReplayDivergenceError,
+    UnsupportedVictimError,
+    Victim,
+    detector_steps,
+    evaluate_attack,
+    format_table,
+    importance_steps,
+    make_perturbation,
+    random_steps,
+    replay_attack,
+    run_episode,
+)
+from critwrap.detectors.base import Detector
+
+T, CRITICAL = 8, 5
+
+
+class CriticalCorridor(gym.Env[np.ndarray, int]):
+    """``T`` steps; action 0 earns 1 per step. Any other action costs that step's reward, except at step
+    ``critical`` (flagged in ``obs[1]``), where it ends the episode: attacking there costs
+    ``T - critical`` instead of 1. ``noisy=True`` adds unseeded noise to the observations (not replayable)."""
+
+    def __init__(self, length: int = T, critical: int = CRITICAL, noisy: bool = False) -> None:
+        self.length, self.critical, self.noisy = length, critical, noisy
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+        self.action_space = gym.spaces.Discrete(3)
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        noise = float(np.random.default_rng().random()) if self.noisy else 0.5
+        return np.array([self.t / self.length, float(self.t == self.critical), noise], dtype=np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        ok = int(action) == 0
+        if not ok and self.t == self.critical:
+            return self._obs(), 0.0, True, False, {}
+        self.t += 1
+        return self._obs(), float(ok), self.t >= self.length, False, {}
+
+
+class FlagDetector(Detector):
+    """Scores frame ``t`` by its critical flag (``invert=True``: everything but the critical step)."""
+
+    def __init__(self, invert: bool = False) -> None:
+        self.invert = invert
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        flag = np.asarray(frames, dtype=np.float64)[:, 1]
+        return 1.0 - flag if self.invert else flag
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def always_zero(env: gym.Env[Any, Any]) -> Any:
+    """A PPO policy whose greedy action is always 0 (its action head set by hand)."""
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, seed=0, device="cpu")
+    with torch.no_grad():
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.bias.copy_(torch.tensor([3.0, 0.0, 0.0]))
+    return model
+
+
+def behaviour_clone(model: Any, x: np.ndarray, y: np.ndarray, steps: int = 300) -> Victim:
+    """Train the policy to map x -> y (class indices, or continuous targets) and return its Victim."""
+    victim = Victim(model)
+    opt = torch.optim.Adam(model.policy.parameters(), lr=1e-2)
+    xt = torch.as_tensor(x).float()
+    yt = torch.as_tensor(y)
+    for _ in range(steps):
+        out = victim.output(xt)
+        if victim.discrete:
+            loss = torch.nn.functional.cross_entropy(out, yt.long())
+        else:
+            loss = ((out - yt.float()) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return victim
+
+
+class VectorEnv(gym.Env[np.ndarray, Any]):
+    def __init__(self, continuous: bool = False) -> None:
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = (
+            gym.spaces.Box(-1.0, 1.0, (1,), np.float32) if continuous else gym.spaces.Discrete(2)
+        )
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+class ImageEnv(gym.Env[np.ndarray, int]):
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        return np.zeros((8, 8, 3), np.uint8), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros((8, 8, 3), np.uint8), 0.0, True, False, {}
+
+
+# ---- the known critical step --------------------------------------------------------------------
+def test_attack_at_the_known_critical_step_hurts_most() -> None:
+    env = CriticalCorridor()
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    assert clean.episode_return == T and clean.length == T
+    steps = detector_steps(clean, 1, FlagDetector())
+    assert steps == [CRITICAL]
+    hit = replay_attack(env, victim, clean, steps, RandomActionPerturbation(), rng=0)
+    assert hit.perturbed_steps == [CRITICAL] and hit.action_changed == [True]
+    assert hit.episode_return == CRITICAL
+    for other in (0, 2, 7):
+        miss = replay_attack(env, victim, clean, [other], RandomActionPerturbation(), rng=0)
+        assert miss.episode_return == T - 1 > hit.episode_return
+
+
+def test_evaluate_attack_detector_beats_random_and_a_wrong_detector() -> None:
+    env = CriticalCorridor()
+    model = always_zero(env)
+    report = evaluate_attack(env, model, FlagDetector(), k=1, episodes=12, seed=0, win_threshold=T - 1.5)
+    rows = {r["method"]: r for r in report.table()}
+    assert rows["clean"]["mean_return"] == T and rows["clean"]["win_rate"] == 1.0
+    assert rows["detector"]["drop"] == pytest.approx(T - CRITICAL)
+    assert rows["detector"]["flipped_wins"] == 12
+    assert rows["random"]["drop"] < rows["detector"]["drop"]
+    assert rows["random"]["flipped_wins"] == int((report.returns["random"] == CRITICAL).sum())
+    assert (report.n_perturbed["detector"] == 1).all() and (report.n_planned["detector"] == 1).all()
+    wrong = evaluate_attack(env, model, FlagDetector(invert=True), k=1, episodes=4, methods=["detector"])
+    assert wrong.table()[1]["drop"] == pytest.approx(1.0)
+    text = format_table(report.table())
+    assert "| detector | 1 |" in text and "| random | 1 |" in text
+
+
+def test_perturbed_steps_are_those_reached() -> None:
+    env = CriticalCorridor()
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    # the attack at the critical step ends the episode: the later planned step is never reached
+    rec = replay_attack(env, victim, clean, [CRITICAL, T - 1], RandomActionPerturbation(), rng=0)
+    assert rec.planned_steps == [CRITICAL, T - 1]
+    assert rec.perturbed_steps == [CRITICAL] and rec.n_perturbed == 1
+    report = evaluate_attack(env, victim, FlagDetector(), k=2, episodes=2, methods=["detector"])
+    assert report.n_planned["detector"].tolist() == [2, 2]
+    assert report.n_perturbed["detector"].max() <= 2
+
+
+def test_k_larger_than_the_episode() -> None:
+    env = CriticalCorridor(length=4, critical=2)
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    with pytest.raises(EpisodeTooShortError, match="only 4 steps"):
+        random_steps(clean, 5, rng=0)
+    with pytest.raises(EpisodeTooShortError):
+        evaluate_attack(env, victim, FlagDetector(), k=5, episodes=1)
+    report = evaluate_attack(
+        env, victim, FlagDetector(), k=5, episodes=2, allow_short=True, methods=["random"]
+    )
+    assert report.n_planned["random"].tolist() == [4, 4]
+    assert (report.n_perturbed["random"] >= 1).all()
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        random_steps(clean, 0)
+
+
+def test_replay_of_a_nondeterministic_env_raises() -> None:
+    env = CriticalCorridor(noisy=True)
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    with pytest.raises(ReplayDivergenceError, match="not deterministic"):
+        replay_attack(env, victim, clean, [3], RandomActionPerturbation(), rng=0)
+    with pytest.raises(ReplayDivergenceError):
+        evaluate_attack(env, victim, FlagDetector(), k=1, episodes=1)
+
+
+def test_victim_importance_and_steps() -> None:
+    from stable_baselines3 import DQN
+
+    env = CriticalCorridor()
+    model = DQN("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, learning_starts=0, seed=0, device="cpu")
+    victim = Victim(model)
+    assert victim.importance_method == "q-spread"
+    clean = run_episode(env, victim, seed=0)
+    obs = np.stack(clean.observations)
+    with torch.no_grad():
+        q = model.policy.q_net(torch.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(victim.importance(obs), q.max(1) - q.min(1), rtol=1e-5)
+    steps = importance_steps(clean, 2, victim)
+    assert steps == sorted(np.argsort(-(q.max(1) - q.min(1)), kind="stable")[:2].tolist())
+    ppo = Victim(always_zero(env))
+    assert ppo.importance_method == "entropy" and ppo.importance(obs).shape == (T,)
+
+
+# ---- perturbations ----------------------------------------------------------------------------------
+def test_random_action_is_always_different_and_uniform() -> None:
+    p = RandomActionPerturbation()
+    p.check(gym.spaces.Box(0, 1, (1,)), gym.spaces.Discrete(4, start=1), None)
+    rng = np.random.default_rng(0)
+    draws = [int(p.perturb_action(2, None, rng)) for _ in range(600)]
+    assert 2 not in draws and set(draws) == {1, 3, 4}
+    counts = np.bincount(draws)[[1, 3, 4]]
+    assert counts.min() > 150
+    with pytest.raises(UnsupportedVictimError, match="Discrete action space"):
+        p.check(gym.spaces.Box(0, 1, (1,)), gym.spaces.Box(-1, 1, (2,)), None)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_gradient_attacks_change_a_trained_discrete_policy_within_budget(algo: str, attack: str) -> None:
+    from stable_baselines3 import DQN, PPO
+
+    env = VectorEnv()
+    if algo == "ppo":
+        model = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")
+    else:
+        model = DQN(
+            "MlpPolicy", env, policy_kwargs={"net_arch": [16]}, learning_starts=0, seed=0, device="cpu"
+        )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (512, 2)).astype(np.float32)
+    victim = behaviour_clone(model, x, (x[:, 0] > 0).astype(np.int64))
+    obs = np.array([0.08, 0.95], np.float32)
+    assert int(victim.act(obs)) == 1
+    pert = make_perturbation(attack, epsilon=0.25)
+    pert.check(env.observation_space, env.action_space, victim)
+    adv = pert.perturb_observation(obs, victim, np.random.default_rng(0), env.observation_space)
+    assert np.abs(adv - obs).max() <= 0.25 + 1e-6
+    assert (adv <= 1.0).all() and (adv >= -1.0).all()
+    assert int(victim.act(adv)) == 0
+    far = np.array([0.9, 0.0], np.float32)  # far from the boundary: the budget is too small to flip it
+    assert (
+        int(
+            victim.act(pert.perturb_observation(far, victim, np.random.default_rng(0), env.observation_space))
+        )
+        == 1
+    )
+
+
+def test_gradient_attacks_on_uint8_images() -> None:
+    from stable_baselines3 import PPO
+
+    env = ImageEnv()
+    model = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")
+    victim = Victim(model)
+    assert victim.observation_space.shape == (3, 8, 8)  # SB3 transposed; the attack works in the env's layout
+    rng = np.random.default_rng(0)
+    x = rng.integers(60, 200, (512, 8, 8, 3)).astype(np.uint8)
+    x = (x * rng.uniform(0.6, 1.3, (512, 1, 1, 1))).clip(0, 255).astype(np.uint8)
+    y = (x.reshape(512, -1).mean(1) > 127).astype(np.int64)
+    victim = behaviour_clone(model, x, y, steps=400)
+    obs = np.full((8, 8, 3), 131, np.uint8)
+    obs[0, 0] = 255  # at the bound: must stay within [0, 255]
+    assert int(victim.act(obs)) == 1
+    for pert in (FGSM(8), PGD(8, steps=5)):
+        adv = pert.perturb_observation(obs, victim, np.random.default_rng(0), env.observation_space)
+        assert adv.dtype == np.uint8 and adv.shape == obs.shape
+        assert np.abs(adv.astype(int) - obs.astype(int)).max() <= 8
+        assert int(victim.act(adv)) == 0
+    with pytest.raises(ValueError, match="below one level"):
+        FGSM(0.5).check(env.observation_space, env.action_space, victim)
+
+
+def test_gradient_attacks_on_continuous_actions() -> None:
+    from stable_baselines3 import PPO
+
+    env = VectorEnv(continuous=True)
+    model = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (512, 2)).astype(np.float32)
+    victim = behaviour_clone(model, x, x[:, :1] * 0.8)
+    obs = np.array([0.2, -0.99], np.float32)
+    clean = victim.output(torch.as_tensor(obs[None])).detach().numpy()
+    for pert in (FGSM(0.2), PGD(0.2, steps=8)):
+        pert.check(env.observation_space, env.action_space, victim)
+        adv = pert.perturb_observation(obs, victim, np.random.default_rng(1), env.observation_space)
+        assert np.abs(adv - obs).max() <= 0.2 + 1e-6 and adv.min() >= -1.0
+        moved = victim.output(torch.as_tensor(adv[None])).detach().numpy()
+        assert np.abs(moved - clean).max() > 0.08  # about 0.8 * 0.2 along obs[0]
+
+
+def test_unsupported_inputs_raise_clear_errors() -> None:
+    env = VectorEnv()
+    victim = Victim(always_zero(CriticalCorridor()))
+    dict_space = gym.spaces.Dict({"a": gym.spaces.Box(0, 1, (2,))})
+    with pytest.raises(UnsupportedVictimError, match="Box observations"):
+        FGSM(0.1).check(dict_space, env.action_space, victim)
+    with pytest.raises(ValueError, match="give victim="):
+        FGSM(0.1).check(env.observation_space, env.action_space, None)
+    with pytest.raises(ValueError, match="needs epsilon"):
+        make_perturbation("pgd")
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        make_perturbation("bogus")
+    with pytest.raises(ValueError, match="positive"):
+        FGSM(0.0)
+    with pytest.raises(UnsupportedVictimError, match="Discrete action space"):
+        evaluate_attack(VectorEnv(continuous=True), _continuous_ppo(), FlagDetector(), k=1, episodes=1)
+
+
+def _continuous_ppo() -> Any:
+    from stable_baselines3 import PPO
+
+    return PPO("MlpPolicy", VectorEnv(continuous=True), policy_kwargs={"net_arch": [8]}, seed=0, device="cpu")
+
+
+def test_user_function_perturbation() -> None:
+    env = CriticalCorridor()
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    calls: list[int] = []
+
+    def fn(obs: np.ndarray, action: Any, rng: np.random.Generator) -> int:
+        calls.append(int(action))
+        return 2
+
+    rec = replay_attack(env, victim, clean, [CRITICAL], CallablePerturbation(fn), rng=0)
+    assert calls == [0] and int(rec.actions[CRITICAL]) == 2 and rec.episode_return == CRITICAL
+    obs_fn = CallablePerturbation(lambda obs, rng: obs * 0, target="observation")
+    rec2 = replay_attack(env, victim, clean, [1], obs_fn, rng=0)
+    assert rec2.max_obs_change > 0 and rec2.perturbed_steps == [1]
+
+
+# ---- online protocol ----------------------------------------------------------------------------
+def test_online_wrapper_attacks_above_threshold_within_budget() -> None:
+    env = CriticalAttack(CriticalCorridor(), detector=FlagDetector(), k=1, threshold=0.5, seed=0)
+    _, info = env.reset(seed=0)
+    assert info["attack"]["attacked"] is False
+    attacked_at = []
+    total = 0.0
+    for t in range(T):
+        _, r, term, trunc, info = env.step(0)
+        total += r
+        if info["attack"]["attacked"]:
+            attacked_at.append(t)
+        if term or trunc:
+            break
+    assert attacked_at == [CRITICAL] and env.episode_attacked_steps == [CRITICAL]
+    assert info["attack"]["n_attacked"] == 1 and info["attack"]["budget_left"] == 0
+    assert total == CRITICAL  # the agent's action 0 was replaced at the critical step
+    inverted = CriticalAttack(
+        CriticalCorridor(), detector=FlagDetector(invert=True), k=3, threshold=0.5, seed=0
+    )
+    inverted.reset(seed=0)
+    for _ in range(T):
+        *_, term, trunc, info = inverted.step(0)
+        if term or trunc:
+            break
+    assert inverted.n_attacked == 3 and inverted.episode_attacked_steps == [0, 1, 2]
+
+
+def test_online_wrapper_observation_attack_and_make() -> None:
+    from stable_baselines3 import PPO
+
+    base = VectorEnv()
+    model = PPO("MlpPolicy", base, policy_kwargs={"net_arch": [8]}, seed=0, device="cpu")
+    env = CriticalAttack(
+        base, detector="random", k=1, threshold=0.0, perturbation="fgsm", epsilon=0.1, victim=model
+    )
+    obs, info = env.reset(seed=0)
+    assert info["attack"]["attacked"] is True and np.abs(obs).max() <= 0.1 + 1e-6
+    with pytest.raises(TypeError, match="Stable-Baselines3"):
+        CriticalAttack(VectorEnv(), detector="random", perturbation="pgd", epsilon=0.1).set_victim(object())
+    made = critwrap.make(
+        "CartPole-v1", wrappers=[("critical-attack", {"detector": "random", "k": 2, "threshold": 0.0})]
+    )
+    made.reset(seed=0)
+    for _ in range(5):
+        *_, info = made.step(0)
+    assert info["attack"]["n_attacked"] == 2
+    rebuilt = gym.make(made.spec)
+    assert isinstance(rebuilt.unwrapped, type(made.unwrapped))
+
+
+def test_online_wrapper_observation_attack_without_victim_raises() -> None:
+    env = CriticalAttack(VectorEnv(), detector="random", k=1, threshold=0.0, perturbation="fgsm", epsilon=0.1)
+    with pytest.raises(RuntimeError, match="needs a victim"):
+        env.reset(seed=0)
