@@ -51,8 +51,8 @@ __all__ = [
     "unregister",
 ]
 
-Kind = Literal["wrappers", "detectors", "callbacks", "extractors"]
-KINDS: tuple[str, ...] = ("wrappers", "detectors", "callbacks", "extractors")
+Kind = Literal["wrappers", "detectors", "callbacks", "extractors", "buffers"]
+KINDS: tuple[str, ...] = ("wrappers", "detectors", "callbacks", "extractors", "buffers")
 GROUPS: dict[str, str] = {kind: f"critwrap.{kind}" for kind in KINDS}
 _GROUP_KINDS: dict[str, str] = {group: kind for kind, group in GROUPS.items()}
 
