@@ -256,9 +256,10 @@ def evaluate_attack(
             changed[m].append(int(np.sum(rec.action_changed)))
         if progress is not None:
             progress(i + 1, len(seeds))
-    arr: Callable[[dict[str, list[Any]]], dict[str, np.ndarray]] = lambda d: {
-        m: np.asarray(v) for m, v in d.items()
-    }  # noqa: E731
+
+    def arr(d: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+        return {m: np.asarray(v) for m, v in d.items()}
+
     return AttackReport(
         seeds=[int(s) if s is not None else -1 for s in seeds],
         k=int(k),

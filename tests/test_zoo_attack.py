@@ -1,0 +1,79 @@
+"""Tests of ``python -m critwrap.zoo attack`` (replay-protocol table, result files, bad input)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+from critwrap.detectors.baselines import RandomDetector
+from critwrap.zoo.__main__ import main
+
+ENV_ID = "CritwrapTestCriticalCorridor-v0"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from test_attack import CriticalCorridor, always_zero
+
+    if ENV_ID not in gym.registry:
+        gym.register(ENV_ID, entry_point=CriticalCorridor)
+    root = tmp_path_factory.mktemp("zoo_attack")
+    model = always_zero(CriticalCorridor())
+    model.save(root / "agent.zip")
+    RandomDetector(seed=0).save(root / "det")
+    return {"root": root, "model": root / "agent.zip", "det": root / "det"}
+
+
+def test_attack_table_and_result_files(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = setup["root"] / "out"
+    argv = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID]
+    argv += ["--detector", str(setup["det"]), "--top-k", "2", "--episodes", "6", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| clean | 0 | 8.000" in text
+    for method in ("detector", "random", "victim"):
+        assert f"| {method} | 2 |" in text
+    (json_path,) = out.glob("attack_*.json")
+    data = json.loads(json_path.read_text())
+    rows = {r["method"]: r for r in data["table"]}
+    assert rows["clean"]["mean_return"] == 8.0 and rows["clean"]["win_rate"] == 1.0
+    for method in ("detector", "random", "victim"):
+        eps = data["episodes"][method]
+        assert eps["n_planned"] == [2] * 6
+        assert all(1 <= n <= 2 for n in eps["n_perturbed"])
+        assert rows[method]["drop"] >= 1.0  # every attacked step costs at least its reward
+    assert data["algo"] == "ppo" and data["env"] == ENV_ID and data["k"] == 2
+    with json_path.with_suffix(".csv").open() as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in csv_rows] == ["clean", "detector", "random", "victim"]
+
+
+def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["attack", "--model", str(setup["model"]), "--detector", str(setup["det"]), "--quiet"]
+    assert main(base) == 1
+    assert "--algo ALGO and --env ENV" in capsys.readouterr().err
+    full = [*base, "--algo", "ppo", "--env", ENV_ID, "--episodes", "1"]
+    assert main([*full, "--top-k", "20"]) == 1
+    assert "only 8 steps" in capsys.readouterr().err
+    assert main([*full, "--perturb", "fgsm"]) == 1
+    assert "needs epsilon" in capsys.readouterr().err
+    missing = ["attack", "--model", str(setup["root"] / "missing.zip"), "--detector", str(setup["det"])]
+    assert main([*missing, "--quiet"]) == 1
+    assert "no such run directory or model file" in capsys.readouterr().err
+    no_det = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
+    assert main(no_det) == 1
+    assert "--detector" in capsys.readouterr().err
