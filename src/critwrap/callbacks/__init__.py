@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 # public name -> module that defines it (modules import stable_baselines3, so they load lazily)
 _LAZY: dict[str, str] = {
     "EpisodeRecorderCallback": "critwrap.callbacks.record",
+    "DetectorRefresh": "critwrap.callbacks.refresh",
 }
 
-__all__ = ["EpisodeRecorderCallback"]  # keep in step with _LAZY
+__all__ = ["DetectorRefresh", "EpisodeRecorderCallback"]  # keep in step with _LAZY
 
 if TYPE_CHECKING:  # pragma: no cover
     from critwrap.callbacks.record import EpisodeRecorderCallback
+    from critwrap.callbacks.refresh import DetectorRefresh
 
 
 def __getattr__(name: str) -> Any:
