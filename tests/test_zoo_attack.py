@@ -77,3 +77,29 @@ def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[
     no_det = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
     assert main(no_det) == 1
     assert "--detector" in capsys.readouterr().err
+
+
+def test_attack_a_run_with_vecenv_frame_stacking(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose model sees VecFrameStack observations: the attack plays the same stacked observations."""
+    from stable_baselines3 import PPO
+
+    from critwrap.zoo.common import make_vec_env, wrap_vec_env
+    from critwrap.zoo.runs import write_json
+
+    run = tmp_path / "run"
+    config = {
+        "algo": "ppo",
+        "env": "CartPole-v1",
+        "hyperparams": {"frame_stack": 2},
+        "wrappers": [],
+        "seed": 0,
+    }
+    write_json(run / "config.json", config)
+    venv = wrap_vec_env(make_vec_env("CartPole-v1", training=True), frame_stack=2, training=True)
+    PPO("MlpPolicy", venv, policy_kwargs={"net_arch": [8]}, device="cpu").save(run / "model.zip")
+    argv = ["attack", "--model", str(run), "--methods", "random,victim", "--top-k", "2", "--episodes", "3"]
+    assert main([*argv, "--quiet"]) == 0
+    assert "| victim | 2 |" in capsys.readouterr().out
+    data = json.loads(next(run.glob("attack_*.json")).read_text())
+    assert data["episodes"]["random"]["n_planned"] == [2, 2, 2]
+    assert all(1 <= n <= 2 for n in data["episodes"]["random"]["n_perturbed"])

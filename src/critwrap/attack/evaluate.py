@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,6 +181,7 @@ def evaluate_attack(
     allow_short: bool = False,
     n_boot: int = 2000,
     clean_runs: Sequence[EpisodeRecord] | None = None,
+    rankers: Mapping[str, Callable[[EpisodeRecord], np.ndarray]] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AttackReport:
     """The replay-protocol comparison over ``episodes`` seeds ``seed, seed + 1, ...``.
@@ -197,14 +198,21 @@ def evaluate_attack(
         win_threshold: an episode is won when its return is above this (Pong: 0; MiniGrid: 0).
         allow_short: attack every step of episodes shorter than ``k`` (else :class:`EpisodeTooShortError`).
         clean_runs: clean episodes already played (their seeds are replayed), e.g. to share them across k.
+        rankers: more methods, by name: ``fn(clean_episode) -> scores (T,)``; their top-k steps are attacked
+            (e.g. another detector, or an oracle reference).
         progress: called as ``progress(done, total)`` after each seed.
     """
     t0 = time.perf_counter()
     if not isinstance(victim, Victim):
         victim = Victim(victim)
+    rankers = dict(rankers or {})
     unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
+    if unknown or not (methods or rankers):
+        raise ValueError(f"methods must be a subset of {METHODS} (or give rankers), got {list(methods)}")
+    clash = sorted(set(rankers) & {"clean", *METHODS})
+    if clash:
+        raise ValueError(f"ranker names must differ from 'clean' and {METHODS}, got {clash}")
+    methods = [*methods, *rankers]
     if "detector" in methods and detector is None:
         raise ValueError("the 'detector' method needs a detector")
     if episodes < 1 and clean_runs is None:
@@ -235,6 +243,10 @@ def evaluate_attack(
         for j, m in enumerate(methods):
             if m == "detector":
                 steps = detector_steps(clean, k, detector, allow_short=allow_short)
+            elif m in rankers:
+                steps = detector_steps(
+                    clean, k, scores=np.asarray(rankers[m](clean)), allow_short=allow_short
+                )
             elif m == "random":
                 steps = random_steps(
                     clean, k, np.random.default_rng([int(s or 0), 1, k]), allow_short=allow_short
