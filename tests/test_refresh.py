@@ -166,7 +166,7 @@ def test_bad_input_fails_before_training() -> None:
         DetectorRefresh(CountingDetector(), every=0)
     with pytest.raises(ValueError, match="target"):
         DetectorRefresh(CountingDetector(), target="best")
-    with pytest.raises(TypeError, match="not arguments of DSI.fit"):
+    with pytest.raises(TypeError, match=r"not arguments of DSI\.fit"):
         DetectorRefresh(tiny_dsi(), fit_kwargs={"learning_rate": 1.0})
     model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, device="cpu")
     with pytest.raises(ValueError, match="image observations"):
@@ -189,7 +189,9 @@ def test_fits_on_the_original_reward_of_shaped_envs() -> None:
     det = CountingDetector()
     venv = DummyVecEnv([lambda: ShapedReward(gym.make("CartPole-v1"))] * 2)
     cb = DetectorRefresh(det, every=64, min_episodes=1, max_episodes=4, target="return")
-    PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(192, callback=cb)
+    PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(
+        192, callback=cb
+    )
     assert det.fits and all(ep.episode_return == float(len(ep)) for ep in det.fits[-1])  # not 11 per step
     success = DetectorRefresh(CountingDetector(), target="success", success_above=20.0)
     assert success._label(25.0) == 1 and success._label(15.0) == 0
