@@ -258,6 +258,36 @@ def test_subgoals_are_the_top_k_steps_of_successful_episodes_with_duplicates_mer
     )
 
 
+def test_states_that_failed_episodes_also_reach_are_not_subgoals() -> None:
+    """Success visits cells 3, 4, 5 (4 and 5 scored highest); a failure also visits 4: only 5 is kept."""
+
+    class CellScore(Detector):
+        def score(self, frames: np.ndarray) -> np.ndarray:
+            return np.argmax(frames, 1) / 10.0
+
+        def embed(self, frames: np.ndarray) -> np.ndarray:
+            return np.asarray(frames, np.float32)
+
+    eps = [Episode(one_hot(3, 4, 5), label=1), Episode(one_hot(3, 4, 3), label=0)]
+    emb, _ = extract_subgoals(
+        CellScore(), eps, pixel_encoder, k=2, threshold=0.99, center=False, exclude_failed=True
+    )
+    np.testing.assert_array_equal(emb, one_hot(5))
+    emb, _ = extract_subgoals(CellScore(), eps, pixel_encoder, k=2, threshold=0.99, center=False)
+    np.testing.assert_array_equal(emb, one_hot(5, 4))  # in decreasing score
+    with pytest.raises(ValueError, match="also reached in a failed episode"):
+        extract_subgoals(
+            CellScore(),
+            [eps[1], Episode(one_hot(4, 3), label=1)],
+            pixel_encoder,
+            k=2,
+            threshold=0.99,
+            exclude_failed=True,
+        )
+    env = SubgoalReward(Corridor(), detector=CellScore(), episodes=eps, k=2, exclude_failed=True)
+    assert len(env.subgoal_set) == 1
+
+
 def test_wrapper_from_a_saved_detector_and_an_episode_store(tmp_path: Path) -> None:
     """Episodes recorded in the env, a (random) detector saved to disk, the pixel encoder by import path."""
     from critwrap.detectors.baselines import RandomDetector

@@ -104,6 +104,7 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
             "k": 2,
             "score_threshold": 0.1,
             "success_above": 0.5,
+            "exclude_failed": True,
         },
     ),
     "critical-attack": (

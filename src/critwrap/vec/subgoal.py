@@ -48,7 +48,7 @@ class SubgoalRewardVecEnv(VecEnvWrapper, _SubgoalCore):
     Args:
         venv: an SB3 ``VecEnv`` with array (``Box``) observations.
         detector, episodes, subgoals, encoder, threshold, bonus, weights, potential_based, gamma, k,
-        score_threshold, success_above: as :class:`~critwrap.wrappers.subgoal.SubgoalReward`.
+        score_threshold, success_above, exclude_failed: as :class:`~critwrap.wrappers.subgoal.SubgoalReward`.
 
     Hot swap (what the ``DetectorRefresh`` callback calls), as on the wrapper:
 
@@ -69,7 +69,7 @@ class SubgoalRewardVecEnv(VecEnvWrapper, _SubgoalCore):
         episodes: Any = None,
         subgoals: Any = None,
         encoder: Encoder | str | None = None,
-        threshold: float = 0.9,
+        threshold: float = 0.99,
         bonus: float = 1.0,
         weights: Any = None,
         potential_based: bool = True,
@@ -77,6 +77,7 @@ class SubgoalRewardVecEnv(VecEnvWrapper, _SubgoalCore):
         k: int | None = 3,
         score_threshold: float | None = None,
         success_above: float = 0.0,
+        exclude_failed: bool = False,
     ) -> None:
         VecEnvWrapper.__init__(self, venv)
         self._setup(
@@ -94,6 +95,7 @@ class SubgoalRewardVecEnv(VecEnvWrapper, _SubgoalCore):
             k,
             score_threshold,
             success_above,
+            exclude_failed,
         )
         self.encoder_calls = 0
         self._reached = np.zeros((self.num_envs, len(self.subgoal_set)), dtype=bool)

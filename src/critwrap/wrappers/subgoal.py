@@ -5,7 +5,8 @@ steps of each, optionally only those scoring at least ``score_threshold``), kept
 detector's own per-frame features (:meth:`critwrap.detectors.base.Detector.embed`) by default, or the
 output of any ``encoder`` (a callable ``frames (N, ...) -> (N, D)``). Near-duplicate subgoals (cosine
 similarity at least ``threshold`` to one already kept) are merged, so a state that several successful
-episodes share pays once.
+episodes share pays once; with ``exclude_failed=True``, candidates that a frame of a *failed* episode
+also reaches are dropped (states failures visit too, such as the start views, do not mark progress).
 
 At every step the current observation is embedded and compared with every subgoal by cosine
 similarity (after subtracting the mean embedding of the episodes' frames, when the subgoals were
@@ -288,21 +289,25 @@ def extract_subgoals(
     *,
     k: int | None = 3,
     score_threshold: float | None = None,
-    threshold: float = 0.9,
+    threshold: float = 0.99,
     success_above: float = 0.0,
     center: bool = True,
+    exclude_failed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings of the critical states of the successful episodes, near-duplicates merged.
 
     Returns ``(embeddings (K, D), center (D,) or None)``; the center is the mean embedding of every frame
     of every given episode (successful or not) when ``center`` is true. Candidates are taken in
     decreasing detector score, and one is dropped when its (centered) cosine similarity to a kept one
-    is at least ``threshold``.
+    is at least ``threshold``. With ``exclude_failed``, a candidate that some frame of a failed episode
+    also reaches (similarity at least ``threshold``) is dropped too: a state that failures visit as
+    well does not mark progress (the start views, for instance).
     """
     eps = _as_episodes(episodes)
     if not eps:
         raise ValueError("no episodes given to extract subgoals from")
     good = [ep for ep in eps if is_success(ep, success_above)]
+    failed = [ep for ep in eps if not is_success(ep, success_above)]
     if not good:
         raise ValueError(
             f"none of the {len(eps)} episodes is successful (label, else episode_return, > {success_above}); "
@@ -321,19 +326,34 @@ def extract_subgoals(
             f"score_threshold={score_threshold}); lower score_threshold or raise k"
         )
     emb = _embed(encoder, np.stack(frames), "critical")
+
+    def embed_all(episodes: list[Episode]) -> np.ndarray:
+        parts = [
+            _embed(encoder, np.asarray(ep.frames[i : i + 1024]), "episode")
+            for ep in episodes
+            for i in range(0, len(ep.frames), 1024)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, emb.shape[1]), np.float32)
+
+    failed_emb = embed_all(failed) if (exclude_failed and failed) or center else None
     mean = None
     if center:
-        all_frames = [ep.frames for ep in eps]
-        sums = np.zeros(emb.shape[1], dtype=np.float64)
-        count = 0
-        for f in all_frames:
-            for i in range(0, len(f), 1024):
-                chunk = _embed(encoder, np.asarray(f[i : i + 1024]), "episode")
-                sums += chunk.sum(0)
-                count += len(chunk)
-        mean = (sums / max(count, 1)).astype(np.float32)
+        assert failed_emb is not None
+        all_emb = np.concatenate([embed_all(good), failed_emb])
+        mean = all_emb.astype(np.float64).mean(0).astype(np.float32)
     unit = _unit(emb if mean is None else emb - mean)
-    kept = _dedupe(unit, np.argsort(-np.asarray(scores), kind="stable"), threshold)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if exclude_failed and failed:
+        assert failed_emb is not None
+        fail_unit = _unit(failed_emb if mean is None else failed_emb - mean)
+        common = (unit @ fail_unit.T).max(1) >= threshold
+        order = order[~common[order]]
+        if len(order) == 0:
+            raise ValueError(
+                f"every one of the {len(emb)} critical states of the successful episodes is also reached in a "
+                f"failed episode (cosine >= {threshold}); raise threshold, raise k, or pass exclude_failed=False"
+            )
+    kept = _dedupe(unit, order, threshold)
     return emb[kept], mean
 
 
@@ -395,6 +415,7 @@ class _SubgoalCore:
         k: int | None,
         score_threshold: float | None,
         success_above: float,
+        exclude_failed: bool = False,
     ) -> None:
         if not isinstance(observation_space, gym.spaces.Box):
             raise ValueError(
@@ -417,6 +438,7 @@ class _SubgoalCore:
         self.k = None if k is None else int(k)
         self.score_threshold = None if score_threshold is None else float(score_threshold)
         self.success_above = float(success_above)
+        self.exclude_failed = bool(exclude_failed)
         self._user_encoder = encoder is not None
         self._explicit = None if subgoals is None else np.asarray(subgoals)
         self._episodes_source = episodes
@@ -492,6 +514,7 @@ class _SubgoalCore:
                 threshold=self.threshold,
                 success_above=self.success_above,
                 center=True,
+                exclude_failed=self.exclude_failed,
             )
             parts.append(emb)
         if not parts:
@@ -566,6 +589,8 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
             steps passing ``score_threshold``.
         score_threshold: only steps the detector scores at least this high.
         success_above: an episode is successful when its label (else return) is above this.
+        exclude_failed: drop candidate subgoals that a frame of a failed episode also reaches (states
+            failures visit too, such as the start views, do not mark progress).
 
     Hot swap (what :class:`critwrap.callbacks` ``DetectorRefresh`` calls during training):
 
@@ -588,7 +613,7 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
         episodes: Any = None,
         subgoals: Any = None,
         encoder: Encoder | str | None = None,
-        threshold: float = 0.9,
+        threshold: float = 0.99,
         bonus: float = 1.0,
         weights: Any = None,
         potential_based: bool = True,
@@ -596,6 +621,7 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
         k: int | None = 3,
         score_threshold: float | None = None,
         success_above: float = 0.0,
+        exclude_failed: bool = False,
     ) -> None:
         CritwrapWrapper.__init__(
             self,
@@ -611,6 +637,7 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
             k=k,
             score_threshold=score_threshold,
             success_above=success_above,
+            exclude_failed=exclude_failed,
         )
         gym.Wrapper.__init__(self, env)
         self._setup(
@@ -628,6 +655,7 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
             k,
             score_threshold,
             success_above,
+            exclude_failed,
         )
         self._reached = np.zeros(len(self.subgoal_set), dtype=bool)
 
