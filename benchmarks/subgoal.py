@@ -1,0 +1,523 @@
+"""PPO vs PPO + SubgoalReward on MiniGrid sparse-reward tasks, success-rate curves, rliable IQM.
+
+1. **Data.** For every task, scripted successful episodes (shortest paths, planned by
+   :class:`critwrap.gridworld.GridWorldPlanner`: fetch the key, unlock the door, then reach the goal
+   square (DoorKey) or drop the key and pick up the ball (KeyCorridor); label 1) and failed ones (label
+   0: 70% random walks of 15-40 moves, 30% fetch the key then 12 random moves), recorded as the agent's
+   RGB partial view at 4 pixels a cell (28x28x3, what ``MiniGridImage(tile_size=4)`` returns). The
+   interaction steps (pickup, unlocking toggle, drop) are kept as ground-truth critical steps.
+2. **Detector.** One small DSI (channels 16-32-64-64-128, LSTM 64, lr 1e-3) fitted on the episodes of
+   all tasks together; its top-m precision against the ground-truth critical steps of held-out
+   successful episodes is reported beside a random detector's.
+3. **Runs.** Per task, method and seed: SB3 PPO (MLP 64x64 on MiniGrid's symbolic 7x7x3 view; 8 envs,
+   n_steps 128, batch 256, 4 epochs, lr 5e-4, ent_coef 0.01, gamma 0.99). ``ppo+subgoal`` adds
+   :class:`critwrap.vec.SubgoalRewardVecEnv` (the batched twin of ``SubgoalReward``: one DSI call per
+   step for the 8 envs) on the RGB views, with ``detector=DSI``, ``episodes=`` 10 successful + 10 failed
+   scripted episodes of the task, ``k=12, threshold=0.99, exclude_failed=True, potential_based=True,
+   gamma=0.99`` (k and threshold chosen on held-out scripted episodes, see ``--sweep``); the policy
+   sees the symbolic view. The success rate is measured on the training episodes (original reward > 0
+   at termination), in 10 windows of steps.
+4. **Aggregate.** Per task: IQM over seeds (rliable, stratified bootstrap 95% CIs, via
+   :mod:`critwrap.evaluation.aggregate`) of the final success rate (last 20% of the steps) and the IQM
+   curve; a PNG of the curves. Results are appended to ``results.jsonl`` (a rerun skips what is done).
+
+Usage:
+    python benchmarks/subgoal.py --out bench_out/subgoal --steps 40000 --seeds 0 1 2 3 4
+    python benchmarks/subgoal.py --out bench_out/subgoal --summary-only --markdown docs/benchmarks_subgoal_table.md
+    python benchmarks/subgoal.py --out /tmp/sg_smoke --steps 2048 --seeds 0 --tasks DoorKey-5x5  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+TASKS = {
+    "DoorKey-5x5": "MiniGrid-DoorKey-5x5-v0",
+    "KeyCorridorS3R1": "MiniGrid-KeyCorridorS3R1-v0",
+    "DoorKey-8x8": "MiniGrid-DoorKey-8x8-v0",
+    "KeyCorridorS3R3": "MiniGrid-KeyCorridorS3R3-v0",
+}
+TILE = 4
+METHODS = ("ppo", "ppo+subgoal")
+
+
+# ---- environments ------------------------------------------------------------------------------------
+
+
+class Views(gym.Wrapper[np.ndarray, Any, Any, Any]):
+    """Over a bare MiniGrid env: the RGB partial view as the observation (``get_pov_render(4)``, what
+    ``MiniGridImage(tile_size=4)`` returns), the symbolic view kept in ``self.symbolic`` (the policy's input,
+    read by :class:`SymbolicVec`), ``info["success"]`` and ``info["terminal_symbolic"]`` at episode ends."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        self.observation_space = gym.spaces.Box(0, 255, (7 * TILE, 7 * TILE, 3), np.uint8)
+        self.symbolic = np.zeros((7, 7, 3), np.uint8)
+
+    def _rgb(self, obs: dict[str, Any]) -> np.ndarray:
+        self.symbolic = obs["image"]
+        return self.env.unwrapped.get_pov_render(TILE)
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        return self._rgb(obs), info
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        rgb = self._rgb(obs)
+        if terminated or truncated:
+            info = {
+                **info,
+                "success": bool(terminated and float(reward) > 0),
+                "terminal_symbolic": self.symbolic,
+            }
+        return rgb, reward, terminated, truncated, info
+
+
+def _sym(x: np.ndarray) -> np.ndarray:
+    return (x.astype(np.float32) / np.array([10.0, 5.0, 2.0], np.float32)).reshape(*x.shape[:-3], -1)
+
+
+def make_venv(env_id: str, n_envs: int, seed: int, subgoal_kwargs: dict[str, Any] | None) -> Any:
+    """8 envs of RGB views (DummyVecEnv), [SubgoalRewardVecEnv on the RGB views], then the policy's
+    symbolic observations (MLP input, 147 floats)."""
+    import minigrid
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
+
+    from critwrap.vec import SubgoalRewardVecEnv
+
+    gym.register_envs(minigrid)
+
+    class SymbolicVec(VecEnvWrapper):
+        def __init__(self, venv: Any) -> None:
+            super().__init__(venv, observation_space=gym.spaces.Box(0.0, 1.0, (147,), np.float32))
+
+        def _obs(self) -> np.ndarray:
+            return _sym(np.stack(self.venv.get_attr("symbolic")))
+
+        def reset(self) -> np.ndarray:
+            self.venv.reset()
+            return self._obs()
+
+        def step_wait(self) -> Any:
+            _, rewards, dones, infos = self.venv.step_wait()
+            for i in np.flatnonzero(dones):
+                infos[i]["terminal_observation"] = _sym(infos[i]["terminal_symbolic"])
+            return self._obs(), rewards, dones, infos
+
+    venv: Any = DummyVecEnv([lambda: Views(gym.make(env_id))] * n_envs)
+    venv.seed(seed)
+    if subgoal_kwargs is not None:
+        venv = SubgoalRewardVecEnv(venv, **subgoal_kwargs)
+    return SymbolicVec(venv)
+
+
+# ---- data ----------------------------------------------------------------------------------------------
+
+
+def scripted_episode(env_id: str, seed: int, kind: str) -> Any:
+    """One scripted episode (``kind`` "positive" / "negative") with ground-truth critical steps."""
+    import minigrid
+
+    from critwrap.episodes import Episode
+    from critwrap.gridworld import (
+        DROP,
+        PICKUP,
+        TOGGLE,
+        GridWorldPlanner,
+        _find,
+        _Recorder,
+        _without_dict_obs,
+    )
+
+    gym.register_envs(minigrid)
+    env = gym.make(env_id)
+    base: Any = env.unwrapped
+    rng = np.random.default_rng([seed, 0x5B])
+    base.reset(seed=seed)
+    with _without_dict_obs(base):
+        rec = _Recorder(base=base, tile_size=TILE, obs=base.get_pov_render(TILE))
+        planner = GridWorldPlanner(base)
+        key = _find(base, "key")
+        door = _find(base, "door", locked=True)
+        if kind == "positive":
+            rec.follow(planner.plan_to_face(key))
+            rec.step(PICKUP)
+            rec.follow(planner.plan_to_face(door))
+            rec.step(TOGGLE)
+            if "KeyCorridor" in env_id:
+                rec.follow(planner.plan_to_face_empty())
+                rec.step(DROP)
+                rec.follow(planner.plan_to_face(_find(base, "ball")))
+                rec.step(PICKUP)
+            else:
+                rec.follow(planner.plan_to_face(_find(base, "goal")))
+                rec.forward()
+            if not rec.success:
+                raise RuntimeError(f"scripted policy failed on {env_id} seed {seed}")
+        elif rng.random() < 0.7:
+            rec.random_moves(int(rng.integers(15, 41)), rng)
+        else:
+            rec.follow(planner.plan_to_face(key))
+            rec.step(PICKUP)
+            rec.random_moves(12, rng)
+    env.close()
+    return Episode(
+        np.stack(rec.frames).astype(np.uint8),
+        actions=np.asarray(rec.actions),
+        rewards=np.asarray(rec.rewards),
+        label=int(rec.success),
+        metadata={"env_id": env_id, "seed": seed, "kind": kind, "critical_steps": list(rec.critical)},
+    )
+
+
+def build_data(n_per_kind: int, n_val: int) -> dict[str, dict[str, list[Any]]]:
+    data: dict[str, dict[str, list[Any]]] = {}
+    for t, (task, env_id) in enumerate(TASKS.items()):
+        base_seed = 10_000 * (t + 1)
+        train = [
+            scripted_episode(env_id, base_seed + i, kind)
+            for i in range(n_per_kind)
+            for kind in ("positive", "negative")
+        ]
+        val = [
+            scripted_episode(env_id, base_seed + 5_000 + i, kind)
+            for i in range(n_val)
+            for kind in ("positive", "negative")
+        ]
+        data[task] = {"train": train, "val": val}
+    return data
+
+
+def top_m_precision(scores: np.ndarray, critical: list[int]) -> float:
+    m = len(critical)
+    top = np.argsort(-scores, kind="stable")[:m]
+    return float(np.mean([min(abs(int(t) - c) for c in critical) <= 1 for t in top]))
+
+
+def fit_detector(out: Path, data: dict[str, dict[str, list[Any]]], epochs: int) -> tuple[Any, dict[str, Any]]:
+    from critwrap.detectors.dsi import DSI
+
+    path = out / "dsi"
+    stats_path = out / "detector.json"
+    if (path / "config.json").is_file() and stats_path.is_file():
+        return DSI.load(path), json.loads(stats_path.read_text())
+    train = [ep for d in data.values() for ep in d["train"]]
+    det = DSI(channels=(16, 32, 64, 64, 128), lstm_hidden=64, lr=1e-3, batch_size=32, num_threads=1)
+    t0 = time.perf_counter()
+    det.fit(train, epochs=epochs, progress=False, seed=0)
+    fit_s = time.perf_counter() - t0
+    det.save(path)
+    rng = np.random.default_rng(0)
+    stats: dict[str, Any] = {"fit_seconds": fit_s, "epochs": epochs, "train_episodes": len(train)}
+    for task, d in data.items():
+        dsi_p, rnd_p = [], []
+        for ep in d["val"]:
+            if ep.label != 1:
+                continue
+            crit = ep.metadata["critical_steps"]
+            dsi_p.append(top_m_precision(det.score(ep.frames), crit))
+            rnd_p.append(top_m_precision(rng.random(len(ep)), crit))
+        stats[task] = {
+            "top_m_precision_dsi": float(np.mean(dsi_p)),
+            "top_m_precision_random": float(np.mean(rnd_p)),
+        }
+    stats_path.write_text(json.dumps(stats, indent=2))
+    return det, stats
+
+
+def matching_stats(det: Any, episodes: list[Any], val: list[Any], threshold: float, k: int) -> dict[str, Any]:
+    """How selective the subgoals are, on held-out episodes: the share of failed episodes' frames that
+    reach some subgoal, the share of failed / successful episodes reaching at least one."""
+    from critwrap.wrappers.subgoal import SubgoalSet, extract_subgoals
+
+    try:
+        emb, center = extract_subgoals(
+            det, episodes, det.embed, k=k, threshold=threshold, exclude_failed=True
+        )
+    except ValueError as exc:
+        return {"error": str(exc)}
+    sg = SubgoalSet(emb, None, threshold, center)
+    neg = [ep for ep in val if ep.metadata["kind"] == "negative"]
+    pos = [ep for ep in val if ep.metadata["kind"] == "positive"]
+    walk = np.concatenate([ep.frames for ep in neg])
+    return {
+        "subgoals": float(len(sg)),
+        "frac_heldout_failed_frames_matching": float(sg.match(det.embed(walk)).any(1).mean()),
+        "frac_heldout_failed_episodes_reaching_one": float(
+            np.mean([sg.match(det.embed(e.frames)).any() for e in neg])
+        ),
+        "frac_heldout_successful_episodes_reaching_one": float(
+            np.mean([sg.match(det.embed(e.frames)).any() for e in pos])
+        ),
+        "mean_subgoals_reached_per_heldout_success": float(
+            np.mean([sg.match(det.embed(e.frames)).any(0).sum() for e in pos])
+        ),
+    }
+
+
+# ---- training ------------------------------------------------------------------------------------------
+
+
+def run_one(
+    task: str,
+    method: str,
+    seed: int,
+    steps: int,
+    det_path: Path,
+    episodes: list[Any],
+    threshold: float,
+    k: int,
+) -> dict[str, Any]:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from critwrap.detectors.dsi import DSI
+
+    env_id = TASKS[task]
+    subgoal_kwargs = None
+    if method == "ppo+subgoal":
+        det = DSI.load(det_path)
+        subgoal_kwargs = {
+            "detector": det,
+            "episodes": episodes,
+            "k": k,
+            "threshold": threshold,
+            "gamma": 0.99,
+            "exclude_failed": True,
+        }
+    venv = make_venv(env_id, 8, seed, subgoal_kwargs)
+
+    class Track(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends: list[tuple[int, bool]] = []
+            self.bonus = 0.0
+
+        def _on_step(self) -> bool:
+            for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
+                self.bonus += abs(float(info.get("subgoal_bonus", 0.0)))
+                if done:
+                    self.ends.append((int(self.num_timesteps), bool(info.get("success", False))))
+            return True
+
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=128,
+        batch_size=256,
+        n_epochs=4,
+        learning_rate=5e-4,
+        ent_coef=0.01,
+        gamma=0.99,
+        gae_lambda=0.95,
+        policy_kwargs={"net_arch": [64, 64]},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+    track = Track()
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=steps, callback=track)
+    wall = time.perf_counter() - t0
+    venv.close()
+    edges = np.linspace(0, steps, 11)
+    curve = []
+    counts = []
+    for lo, hi in itertools.pairwise(edges):
+        window = [s for t, s in track.ends if lo < t <= hi]
+        curve.append(float(np.mean(window)) if window else float("nan"))
+        counts.append(len(window))
+    final = [s for t, s in track.ends if t > 0.8 * steps]
+    return {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "steps": int(model.num_timesteps),
+        "wall_s": wall,
+        "steps_per_s": model.num_timesteps / wall,
+        "curve_steps": edges[1:].tolist(),
+        "curve": curve,
+        "curve_episodes": counts,
+        "final_success": float(np.mean(final)) if final else 0.0,
+        "episodes": len(track.ends),
+        "mean_abs_bonus_per_step": track.bonus / max(int(model.num_timesteps), 1),
+    }
+
+
+# ---- summary ---------------------------------------------------------------------------------------------
+
+
+def summarize(out: Path, markdown: Path | None, plot: Path | None) -> str:
+    from critwrap.evaluation.aggregate import aggregate_estimates, sample_efficiency
+
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    lines = [
+        "| task | steps/run | method | seeds | final success IQM [95% CI] | mean | steps to 90% (seeds reaching it) | steps/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    curves: dict[str, dict[str, Any]] = {}
+    for task in TASKS:
+        for method in METHODS:
+            rs = sorted(
+                (r for r in rows if r["task"] == task and r["method"] == method), key=lambda r: r["seed"]
+            )
+            if not rs:
+                continue
+            scores = np.array([[r["final_success"]] for r in rs])
+            est = aggregate_estimates({method: scores}, reps=2000, seed=0, gamma=None)[method]["IQM"]
+            reach = []
+            for r in rs:
+                hit = [
+                    s
+                    for s, c, n in zip(r["curve_steps"], r["curve"], r["curve_episodes"], strict=True)
+                    if n >= 8 and c >= 0.9
+                ]
+                reach.append(hit[0] if hit else None)
+            got = [x for x in reach if x is not None]
+            reach_txt = f"{int(np.median(got))} ({len(got)}/{len(rs)})" if got else f"- (0/{len(rs)})"
+            sps = np.mean([r["steps_per_s"] for r in rs])
+            lines.append(
+                f"| {task} | {rs[0]['steps']} | {method} | {len(rs)} | {est.point:.2f} [{est.low:.2f}, {est.high:.2f}] "
+                f"| {scores.mean():.2f} | {reach_txt} | {sps:.0f} |"
+            )
+            arr = np.array([np.nan_to_num(r["curve"], nan=0.0) for r in rs])[:, None, :]
+            curves.setdefault(task, {})[method] = (np.array(rs[0]["curve_steps"]), arr)
+    table = "\n".join(lines)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table + "\n")
+    if plot is not None and curves:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
+        for ax, (task, per_method) in zip(axes[0], curves.items(), strict=True):
+            est_curves = sample_efficiency(per_method, reps=1000, seed=0)
+            for method, ce in est_curves.items():
+                ax.plot(ce.steps, ce.point, label=method)
+                ax.fill_between(ce.steps, ce.low, ce.high, alpha=0.25)
+            ax.set_title(task)
+            ax.set_xlabel("environment steps")
+            ax.set_ylim(-0.02, 1.02)
+        axes[0][0].set_ylabel("success rate (IQM, 95% CI)")
+        axes[0][-1].legend(loc="upper left")
+        fig.tight_layout()
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot, dpi=110)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("bench_out/subgoal"))
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--steps", type=int, default=40_000, help="environment steps per run")
+    p.add_argument("--task-steps", nargs="*", default=[], help="per-task override, TASK=STEPS")
+    p.add_argument("--episodes-per-kind", type=int, default=30)
+    p.add_argument("--val-episodes", type=int, default=10)
+    p.add_argument("--detector-epochs", type=int, default=12)
+    p.add_argument("--threshold", type=float, default=0.99)
+    p.add_argument(
+        "--k", type=int, default=12, help="critical steps per successful episode (SubgoalReward k)"
+    )
+    p.add_argument(
+        "--subgoal-episodes", type=int, default=10, help="successful episodes per task given to the wrapper"
+    )
+    p.add_argument(
+        "--prepare-only", action="store_true", help="build the data, fit the detector, print the matching"
+    )
+    p.add_argument(
+        "--sweep", nargs="*", type=float, default=[], help="also print the matching at these thresholds"
+    )
+    p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--markdown", type=Path, default=None)
+    p.add_argument("--plot", type=Path, default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.summary_only:
+        t0 = time.perf_counter()
+        data = build_data(args.episodes_per_kind, args.val_episodes)
+        det, stats = fit_detector(args.out, data, args.detector_epochs)
+        print(f"data + detector: {time.perf_counter() - t0:.0f}s; {json.dumps(stats)}", flush=True)
+        per_task_eps: dict[str, list[Any]] = {}
+        match_stats = {}
+        for task, d in data.items():
+            pos = [ep for ep in d["train"] if ep.label == 1][: args.subgoal_episodes]
+            neg = [ep for ep in d["train"] if ep.label == 0][: args.subgoal_episodes]
+            per_task_eps[task] = pos + neg
+            match_stats[task] = matching_stats(det, pos + neg, d["val"], args.threshold, args.k)
+        print(f"subgoal matching at threshold {args.threshold}: {json.dumps(match_stats)}", flush=True)
+        for thr in args.sweep:
+            sweep = {
+                task: matching_stats(det, per_task_eps[task], d["val"], thr, args.k)
+                for task, d in data.items()
+            }
+            print(f"  at {thr}: {json.dumps(sweep)}", flush=True)
+        if args.prepare_only:
+            return 0
+        meta = {
+            "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared), no GPU",
+            "load_at_start": os.getloadavg(),
+            "detector": stats,
+            "matching": match_stats,
+            "threshold": args.threshold,
+        }
+        (args.out / "meta.json").write_text(json.dumps(meta, indent=2))
+        steps_for = {task: args.steps for task in TASKS}
+        for item in args.task_steps:
+            name, _, value = item.partition("=")
+            steps_for[name] = int(value)
+        results = args.out / "results.jsonl"
+        done = set()
+        if results.is_file():
+            for line in results.read_text().splitlines():
+                r = json.loads(line)
+                done.add((r["task"], r["method"], r["seed"]))
+        for seed in args.seeds:
+            for task in args.tasks:
+                for method in args.methods:
+                    if (task, method, seed) in done:
+                        continue
+                    r = run_one(
+                        task,
+                        method,
+                        seed,
+                        steps_for[task],
+                        args.out / "dsi",
+                        per_task_eps[task],
+                        args.threshold,
+                        args.k,
+                    )
+                    r["load"] = os.getloadavg()[0]
+                    with results.open("a") as f:
+                        f.write(json.dumps(r) + "\n")
+                    print(
+                        f"{task} {method} seed {seed}: final success {r['final_success']:.2f}, "
+                        f"{r['steps_per_s']:.0f} steps/s, curve {np.round(r['curve'], 2).tolist()}",
+                        flush=True,
+                    )
+    print(summarize(args.out, args.markdown, args.plot))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
