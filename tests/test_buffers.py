@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -301,3 +303,176 @@ def test_unsupported_algorithms_fail_at_construction() -> None:
             replay_buffer_kwargs=dict(detector=ShapeDetector((84, 84, 4))),
             device="cpu",
         )
+
+
+# ---- zoo: python -m critwrap.zoo train dqn Seaquest --buffer critical-nstep [--detector DIR] ----------------------
+
+ZOO_DQN = [
+    "--hp", "buffer_size=1000", "--hp", "learning_starts=500", "--hp", "batch_size=8",
+    "--eval-freq", "0", "--eval-episodes", "1", "--save-freq", "0", "--num-threads", "1",
+]  # fmt: skip
+TINY_DSI = {"channels": [4, 8, 8, 8, 8], "lstm_hidden": 8, "batch_size": 4, "num_threads": 1}
+
+
+def _zoo(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str]:
+    from critwrap.zoo.__main__ import main
+
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _seaquest_dsi(path: Path) -> Path:
+    from critwrap.detectors.dsi import DSI
+    from critwrap.episodes import Episode
+
+    rng = np.random.default_rng(0)
+    eps = [
+        Episode(
+            rng.integers(0, 255, (8, 4, 84, 84), dtype=np.uint8), rewards=rng.integers(0, 2, 8).astype(float)
+        )
+        for _ in range(4)
+    ]
+    DSI(task="regression", **TINY_DSI).fit(eps, epochs=1, progress=False).save(path)
+    return path
+
+
+TINY_DQN_MINIGRID = [
+    "--hp", "buffer_size=500", "--hp", "learning_starts=50", "--hp", "batch_size=16", "--hp", "train_freq=4",
+    "--hp", "target_update_interval=50",
+    "--hp", "policy_kwargs={features_extractor_class: nature-cnn, features_extractor_kwargs: {features_dim: 16}, "
+    "net_arch: [8]}",
+    "--eval-freq", "0", "--eval-episodes", "1", "--save-freq", "0", "--num-threads", "1",
+]  # fmt: skip
+
+
+def test_zoo_trains_dqn_with_a_saved_detector(in_tmp: Path) -> None:
+    from critwrap.detectors.baselines import RandomDetector
+    from critwrap.zoo.train import train
+
+    det = RandomDetector(seed=0).save(in_tmp / "random_det")
+    result = train(
+        "dqn",
+        "CartPole-v1",
+        timesteps=300,
+        buffer="critical-nstep:n_max=3",
+        detector=str(det),
+        hp=[
+            "buffer_size=1000",
+            "learning_starts=100",
+            "batch_size=8",
+            "train_freq=4",
+            "gradient_steps=1",
+            "policy_kwargs={net_arch: [8]}",
+        ],
+        eval_freq=0,
+        eval_episodes=1,
+        save_freq=100,
+        num_threads=1,
+    )
+    buf = result.model.replay_buffer
+    assert isinstance(buf, CriticalNStepReplayBuffer) and buf.n_max == 3 and buf.detector is not None
+    assert buf.episodes_scored >= 1 and buf.scored_fraction() > 0
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["buffer"] == {
+        "name": "critical-nstep",
+        "kwargs": {"n_max": 3, "detector": str(det.resolve())},
+    }
+    assert result.run_dir.parent.name.startswith("buffer-critical-nstep")
+    assert not any(c["name"] == "detector-refresh" for c in config["callbacks"])
+    # checkpoints hold the replay buffer without its detector; --resume reattaches the saved one
+    assert list((result.run_dir / "checkpoints").glob("rl_model_replay_buffer_*_steps.pkl"))
+    resumed = train(
+        "dqn",
+        "CartPole-v1",
+        timesteps=400,
+        buffer="critical-nstep:n_max=3",
+        detector=str(det),
+        resume=True,
+        eval_episodes=1,
+        num_threads=1,
+    )
+    assert resumed.model.replay_buffer.detector is not None and resumed.num_timesteps == 400
+
+
+@pytest.mark.slow
+def test_zoo_trains_dqn_seaquest_with_a_saved_dsi(in_tmp: Path) -> None:
+    from critwrap.zoo.train import train
+
+    det = _seaquest_dsi(in_tmp / "dsi")
+    result = train(
+        "dqn",
+        "Seaquest",
+        timesteps=700,
+        buffer="critical-nstep",
+        detector=str(det),
+        hp=["buffer_size=1000", "learning_starts=500", "batch_size=8"],
+        eval_freq=0,
+        eval_episodes=1,
+        save_freq=0,
+        num_threads=1,
+    )
+    buf = result.model.replay_buffer
+    assert isinstance(buf, CriticalNStepReplayBuffer) and buf.frame_layout == "as_is"
+    assert buf.episodes_scored >= 1 and buf.scored_fraction() > 0  # lives lost in 700 steps
+
+
+def test_zoo_without_detector_adds_detector_refresh(in_tmp: Path) -> None:
+    from critwrap.zoo.train import TrainOptions, _new_config
+
+    config = _new_config(TrainOptions("dqn", "Seaquest", timesteps=1000, buffer="critical-nstep"))
+    refresh = [c["kwargs"] for c in config["callbacks"] if c["name"] == "detector-refresh"]
+    assert len(refresh) == 1 and refresh[0]["window"] == 200 and refresh[0]["every"] == 200
+    assert refresh[0]["detector_kwargs"]["task"] == "regression"
+    given = _new_config(
+        TrainOptions(
+            "dqn", "Seaquest", timesteps=1000, buffer="critical-nstep", callbacks=["detector-refresh:every=5"]
+        )
+    )
+    assert [c["kwargs"] for c in given["callbacks"] if c["name"] == "detector-refresh"] == [{"every": 5}]
+
+
+def test_zoo_learns_the_detector_online(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refresh = (
+        "detector-refresh:every=100,min_episodes=1,max_episodes=4,epochs=1,detector=dsi,"
+        "detector_kwargs={task: regression, channels: [4, 8, 8, 8, 8], lstm_hidden: 8, batch_size: 4}"
+    )
+    rc, err = _zoo(capsys, "train", "dqn", "MiniGrid-Empty-5x5-v0", "--timesteps", 300, "--buffer", "critical-nstep",
+                   "--callback", refresh, *TINY_DQN_MINIGRID)  # fmt: skip
+    assert rc == 0, err
+    run = next(Path("runs").rglob("config.json")).parent
+    config = json.loads((run / "config.json").read_text())
+    assert [c["name"] for c in config["callbacks"]] == ["detector-refresh"]
+    assert (run / "detector" / "latest" / "config.json").is_file()  # saved into the run directory
+
+
+@pytest.mark.slow
+def test_zoo_seaquest_learns_the_detector_online(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refresh = (
+        "detector-refresh:every=100,min_episodes=1,epochs=1,window=50,detector=dsi,"
+        "detector_kwargs={task: regression, channels: [4, 8, 8, 8, 8], lstm_hidden: 8, batch_size: 4}"
+    )
+    rc, err = _zoo(capsys, "train", "dqn", "Seaquest", "--timesteps", 700, "--buffer", "critical-nstep",
+                   "--callback", refresh, *ZOO_DQN)  # fmt: skip
+    assert rc == 0, err
+    run = next(Path("runs").rglob("config.json")).parent
+    assert (run / "detector" / "latest" / "config.json").is_file()
+
+
+def test_zoo_buffer_errors_are_clear(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = _zoo(capsys, "train", "ppo", "CartPole-v1", "--buffer", "critical-nstep", "--timesteps", 64)
+    assert rc == 1 and "on-policy" in err
+    rc, err = _zoo(capsys, "train", "dqn", "CartPole-v1", "--detector", "somewhere", "--timesteps", 64)
+    assert rc == 1 and "give --buffer too" in err
+    rc, err = _zoo(capsys, "train", "dqn", "Seaquest", "--buffer", "critical-nstep", "--detector", "nowhere")
+    assert rc == 1 and "not a saved detector" in err
+    rc, err = _zoo(
+        capsys, "train", "dqn", "Seaquest", "--buffer", "critical-nstep:n_steps=3", "--timesteps", 64
+    )
+    assert rc == 1 and "does not take ['n_steps']" in err
+    assert not Path("runs").exists() or not list(Path("runs").rglob("model.zip"))

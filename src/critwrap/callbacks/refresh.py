@@ -132,6 +132,8 @@ class DetectorRefresh(EpisodeRecorderCallback):
         rescore_buffer: let the replay buffer re-score the episodes it holds.
         store: also write every recorded episode to this :class:`EpisodeStore` directory.
         save_dir: save the detector after each refresh to ``save_dir/refresh-<k>`` (and ``latest``).
+        run_dir: the zoo's run directory (passed by ``python -m critwrap.zoo train``); without ``save_dir``
+            the detectors are saved to ``run_dir/detector``.
         seed: seed of the fits (``seed + k`` for the k-th refresh).
         verbose: 1 prints a line per refresh.
 
@@ -158,6 +160,7 @@ class DetectorRefresh(EpisodeRecorderCallback):
         rescore_buffer: bool = True,
         store: str | os.PathLike[str] | None = None,
         save_dir: str | os.PathLike[str] | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
         seed: int = 0,
         verbose: int = 0,
     ) -> None:
@@ -193,6 +196,8 @@ class DetectorRefresh(EpisodeRecorderCallback):
         self.update_envs = bool(update_envs)
         self.update_buffer = bool(update_buffer)
         self.rescore_buffer = bool(rescore_buffer)
+        if save_dir is None and run_dir is not None and str(run_dir):
+            save_dir = Path(run_dir) / "detector"
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.seed = int(seed)
         self.refreshes = 0

@@ -17,6 +17,14 @@ Example:
         python -m critwrap.zoo train ppo CartPole-v1 --timesteps 20000 --seed 1
         python -m critwrap.zoo train dqn Seaquest --timesteps 2000 --hp buffer_size=1000 --hp learning_starts=100
         python -m critwrap.zoo train dqn Seaquest --timesteps 4000 --hp buffer_size=1000 --resume
+        python -m critwrap.zoo train dqn Seaquest --buffer critical-nstep --detector dsi_dir
+
+    ``--buffer NAME[:key=value,...]`` picks a replay buffer from the ``critwrap.buffers`` registry for
+    off-policy algorithms; ``--detector DIR`` is the saved detector it scores states with. A buffer that
+    takes a detector but gets none (``--buffer critical-nstep`` alone) is given one learned online: a
+    ``detector-refresh`` callback (DSI; on Atari a regression of the reward of 200-step windows, as in
+    the Deep State Identifier's Seaquest experiment) is added unless ``--callback detector-refresh...``
+    is given.
 
     From Python:
 
@@ -84,6 +92,8 @@ class TrainOptions:
     eval_freq: int | None = None
     eval_episodes: int | None = None
     eval_skip_wrappers: Sequence[str] = ()
+    buffer: str | None = None
+    detector: str | None = None
     save_freq: int | None = None
     keep_checkpoints: int | None = None
     resume: bool = False
@@ -148,6 +158,72 @@ def _check_callbacks(specs: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
             ) from None
 
 
+def _buffer_spec(opts: TrainOptions) -> tuple[str, dict[str, Any]] | None:
+    """``--buffer NAME[:key=value]`` as ``(name, kwargs)``, with ``--detector`` as ``detector=PATH``."""
+    from critwrap.zoo.specs import parse_spec_string
+
+    if opts.buffer is None:
+        if opts.detector is not None:
+            raise ValueError(
+                "--detector is the detector of the replay buffer: give --buffer too (e.g. --buffer critical-nstep); "
+                "wrappers take theirs in the spec (--wrapper subgoal-reward:detector=DIR)"
+            )
+        return None
+    name, kwargs = parse_spec_string(opts.buffer, "buffer")
+    if opts.detector is not None:
+        if "detector" in kwargs:
+            raise ValueError("give the buffer's detector once: --detector DIR or --buffer NAME:detector=DIR")
+        kwargs["detector"] = str(Path(opts.detector).resolve())
+    return name, kwargs
+
+
+def _buffer_config(
+    spec: tuple[str, dict[str, Any]] | None,
+    algo: str,
+    algo_cls: Any,
+    family: str,
+    n_timesteps: int,
+    callbacks: Sequence[tuple[str, Mapping[str, Any]]],
+) -> tuple[dict[str, Any] | None, list[tuple[str, dict[str, Any]]]]:
+    """Check ``--buffer`` / ``--detector`` before a run directory is made; returns the buffer's config entry
+    and the callbacks to add (a ``detector-refresh`` when the buffer takes a detector and has none)."""
+    import inspect
+
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    from critwrap import registry
+    from critwrap.zoo.algos import is_off_policy
+
+    if spec is None:
+        return None, []
+    name, kwargs = spec
+    if not is_off_policy(algo_cls):
+        raise ValueError(
+            f"--buffer {name}: {algo} is on-policy and has no replay buffer; use an off-policy algorithm "
+            "(dqn, qrdqn for critical-nstep)"
+        )
+    cls = registry.resolve("buffers", name)
+    if not (isinstance(cls, type) and issubclass(cls, ReplayBuffer)):
+        raise TypeError(f"--buffer {name} resolved to {cls!r}, which is not an SB3 ReplayBuffer subclass")
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise TypeError(f"--buffer {name} does not take {unknown}; it takes {', '.join(params)}")
+    detector = kwargs.get("detector")
+    if detector is not None:
+        from critwrap.detectors.base import load_detector
+
+        load_detector(detector)  # a clear error now for a path that is not a saved detector
+    extra: list[tuple[str, dict[str, Any]]] = []
+    refresh_given = any(registry.normalize_name(n).endswith("detector-refresh") for n, _ in callbacks)
+    if "detector" in params and detector is None and not refresh_given:
+        refresh: dict[str, Any] = {"every": max(n_timesteps // 5, 1), "detector": "dsi"}
+        if family == "atari":
+            refresh.update(window=200, detector_kwargs={"task": "regression", "batch_size": 16})
+        extra.append(("detector-refresh", refresh))
+    return {"name": name, "kwargs": kwargs}, extra
+
+
 def _new_config(opts: TrainOptions) -> dict[str, Any]:
     """Resolve algorithm, env, hyperparameters, wrappers and callbacks into ``config.json``'s content."""
     import critwrap
@@ -183,9 +259,13 @@ def _new_config(opts: TrainOptions) -> dict[str, Any]:
     yaml_callbacks = normalize_specs(raw.get("callback"), f"{hp.where()}: callback")
     wrappers = [*yaml_wrappers, *cli_wrappers]
     callbacks = [*yaml_callbacks, *cli_callbacks]
+    n_timesteps = int(raw["n_timesteps"])
+    buffer, extra_callbacks = _buffer_config(
+        _buffer_spec(opts), algo, algo_cls, resolved.family, n_timesteps, callbacks
+    )
+    callbacks.extend(extra_callbacks)
     _check_wrappers(wrappers)
     _check_callbacks(callbacks)
-    n_timesteps = int(raw["n_timesteps"])
     return {
         "algo": algo,
         "algo_class": f"{algo_cls.__module__}.{algo_cls.__qualname__}",
@@ -204,6 +284,7 @@ def _new_config(opts: TrainOptions) -> dict[str, Any]:
         "cli_wrappers": _spec_dicts(cli_wrappers),
         "cli_callbacks": _spec_dicts(cli_callbacks),
         "eval_skip_wrappers": list(opts.eval_skip_wrappers),
+        "buffer": buffer,
         "eval_freq": int(raw.get("eval_freq", _default_eval_freq(n_timesteps))),
         "n_eval_episodes": int(raw.get("n_eval_episodes", 5)),
         "save_freq": int(opts.save_freq) if opts.save_freq is not None else _default_save_freq(n_timesteps),
@@ -215,6 +296,25 @@ def _new_config(opts: TrainOptions) -> dict[str, Any]:
         "variant": None,  # filled by the caller
         "command": list(opts.command) if opts.command is not None else [sys.executable, *sys.argv],
         "critwrap_version": critwrap.__version__,
+    }
+
+
+def _buffer_kwargs(config: Mapping[str, Any], algo_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``replay_buffer_class`` / ``replay_buffer_kwargs`` for the config's ``--buffer`` (empty without one)."""
+    from critwrap import registry
+
+    buffer = config.get("buffer")
+    if not buffer:
+        return {}
+    if "replay_buffer_class" in algo_kwargs:
+        raise ValueError(
+            f"--buffer {buffer['name']} and the hyperparameter replay_buffer_class "
+            f"({algo_kwargs['replay_buffer_class']}) both set the replay buffer; keep one"
+        )
+    kwargs = {**dict(algo_kwargs.get("replay_buffer_kwargs") or {}), **dict(buffer.get("kwargs") or {})}
+    return {
+        "replay_buffer_class": registry.resolve("buffers", buffer["name"]),
+        "replay_buffer_kwargs": kwargs,
     }
 
 
@@ -247,7 +347,9 @@ def run_training(opts: TrainOptions) -> TrainResult:
     algo = canonical_algo(opts.algo)
     cli_wrappers = normalize_specs(list(opts.wrappers), "--wrapper")
     cli_callbacks = normalize_specs(list(opts.callbacks), "--callback")
-    variant = opts.variant or variant_slug(cli_wrappers, cli_callbacks)
+    buffer_spec = _buffer_spec(opts)
+    slug_parts = [(f"buffer-{buffer_spec[0]}", buffer_spec[1])] if buffer_spec else []
+    variant = opts.variant or variant_slug(cli_wrappers, [*slug_parts, *cli_callbacks])
     rdir = run_dir(opts.log_dir, opts.experiment, algo, opts.env, variant, opts.seed)
 
     if opts.resume:
@@ -391,6 +493,10 @@ def _train_in(rdir: Path, config: dict[str, Any], opts: TrainOptions, status: di
             )
             if is_off_policy(algo_cls) and "replay_buffer" in files:
                 model.load_replay_buffer(str(files["replay_buffer"]))
+            detector_path = ((config.get("buffer") or {}).get("kwargs") or {}).get("detector")
+            if detector_path is not None and callable(getattr(model.replay_buffer, "set_detector", None)):
+                # saved buffers drop their detector (it holds torch modules); reattach it
+                model.replay_buffer.set_detector(detector_path, rescore=False)
             model.set_random_seed(seed + int(model.num_timesteps))
             print(f"Resuming {rdir} from {files['model'].name} at {model.num_timesteps} timesteps")
         else:
@@ -400,6 +506,7 @@ def _train_in(rdir: Path, config: dict[str, Any], opts: TrainOptions, status: di
             policy = hp["policy"]
             policy = resolve_object(policy, "policy") if "." in policy or ":" in policy else policy
             kwargs = build_algo_kwargs(hp, algo_cls, where)
+            kwargs.update(_buffer_kwargs(config, kwargs))
             noise = _action_noise(hp, train_env.action_space, algo_cls)
             if noise is not None:
                 kwargs["action_noise"] = noise
@@ -541,6 +648,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_wrapper_options(p)
     p.add_argument(
+        "--buffer",
+        default=None,
+        metavar="NAME[:key=value,...]",
+        help="replay buffer from the critwrap.buffers registry (off-policy algorithms), e.g. critical-nstep:n_max=5",
+    )
+    p.add_argument(
+        "--detector",
+        default=None,
+        metavar="DIR",
+        help="saved detector for --buffer (without it, critical-nstep learns one online with detector-refresh)",
+    )
+    p.add_argument(
         "--eval-skip-wrapper",
         action="append",
         default=[],
@@ -610,6 +729,8 @@ def run(args: argparse.Namespace) -> int:
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
         eval_skip_wrappers=args.eval_skip_wrapper,
+        buffer=args.buffer,
+        detector=args.detector,
         save_freq=args.save_freq,
         keep_checkpoints=args.keep_checkpoints,
         resume=args.resume,
