@@ -195,3 +195,50 @@ def test_fits_on_the_original_reward_of_shaped_envs() -> None:
     assert det.fits and all(ep.episode_return == float(len(ep)) for ep in det.fits[-1])  # not 11 per step
     success = DetectorRefresh(CountingDetector(), target="success", success_above=20.0)
     assert success._label(25.0) == 1 and success._label(15.0) == 0
+
+
+class RefusingWrapper(gym.Wrapper[Any, Any, Any, Any]):
+    def set_detector(self, detector: Any, episodes: Any = None) -> None:
+        raise ValueError("no successful episode to take subgoals from")
+
+
+def test_a_wrapper_that_refuses_keeps_training_going() -> None:
+    from stable_baselines3 import PPO
+
+    venv = DummyVecEnv([lambda: RefusingWrapper(gym.make("CartPole-v1"))])
+    cb = DetectorRefresh(CountingDetector(), every=64, min_episodes=1, target="return")
+    with pytest.warns(UserWarning, match="kept their previous detector"):
+        PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, device="cpu").learn(192, callback=cb)
+    assert cb.refreshes >= 1 and cb.last_metrics["envs_updated"] == 0.0
+
+
+def test_hot_swaps_the_subgoal_reward_vec_twin() -> None:
+    from stable_baselines3 import PPO
+
+    from critwrap.episodes import Episode
+
+    subgoal = pytest.importorskip("critwrap.vec.subgoal")
+    env = critwrap.make(ENV)
+    env.action_space.seed(0)
+    episodes = []
+    for k in range(6):  # random episodes of the 5x5 room; several reach the goal
+        obs, _ = env.reset(seed=k)
+        frames, rewards, done = [obs], [], False
+        while not done:
+            obs, r, terminated, truncated, _ = env.step(env.action_space.sample())
+            rewards.append(float(r))
+            done = terminated or truncated
+            if not done:
+                frames.append(obs)
+        episodes.append(Episode(np.stack(frames), rewards=np.array(rewards), label=int(sum(rewards) > 0)))
+    assert len({ep.label for ep in episodes}) == 2
+    det = tiny_dsi(task="classification").fit(episodes, epochs=1, progress=False)
+    venv = subgoal.SubgoalRewardVecEnv(make_venv(2), detector=det, episodes=episodes)
+    before = venv.subgoal_set
+    cb = DetectorRefresh(det, every=128, min_episodes=2, max_episodes=6)
+    PPO("CnnPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(
+        384, callback=cb
+    )
+    assert cb.refreshes >= 1 and cb.last_metrics["envs_updated"] == 1.0
+    assert cb._reward_key == "original_reward"  # fitted on the task's reward, not the shaped one
+    assert venv.subgoal_set is not before  # subgoals re-extracted from the recorded episodes

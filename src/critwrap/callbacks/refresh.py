@@ -45,6 +45,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -441,27 +442,16 @@ class DetectorRefresh(EpisodeRecorderCallback):
         out: dict[str, float] = {}
         det = self.detector
         if self.update_envs and (self._env_targets or self._wrappers_in_envs):
-            episodes = self._subgoal_episodes()
-            for twin in self._env_targets:
-                twin.set_detector(det, episodes=episodes)  # type: ignore[attr-defined]
-            if self._wrappers_in_envs:
-                inner: VecEnv = self.training_env
-                while isinstance(inner, VecEnvWrapper):
-                    inner = inner.venv
-                # other processes get a saved copy: detectors hold torch modules that pickle poorly
-                payload: Any = det
-                tmp = None
-                if not isinstance(inner, DummyVecEnv):
-                    if saved is None:
-                        tmp = tempfile.mkdtemp(prefix="critwrap-detector-")
-                        saved = det.save(tmp)
-                    payload = str(saved)
-                try:
-                    inner.env_method("set_detector", payload, episodes=episodes)
-                finally:
-                    if tmp is not None:
-                        shutil.rmtree(tmp, ignore_errors=True)
-            out["envs_updated"] = 1.0
+            try:
+                self._update_envs(det, saved)
+                out["envs_updated"] = 1.0
+            except ValueError as exc:
+                # e.g. no successful episode among the recent ones to take subgoals from: keep the old ones
+                warnings.warn(
+                    f"DetectorRefresh: the env wrappers kept their previous detector/subgoals: {exc}",
+                    stacklevel=2,
+                )
+                out["envs_updated"] = 0.0
         if self.update_buffer:
             buffer = getattr(self.model, "replay_buffer", None)
             if buffer is not None and callable(getattr(buffer, "set_detector", None)):
@@ -473,7 +463,35 @@ class DetectorRefresh(EpisodeRecorderCallback):
                     out["buffer_scored_fraction"] = float(scored())
         return out
 
+    def _update_envs(self, det: Detector, saved: Path | None) -> None:
+        """``set_detector(det, episodes=...)`` on the VecEnv twins and the per-env wrappers that have it."""
+        episodes = self._subgoal_episodes()
+        for twin in self._env_targets:
+            twin.set_detector(det, episodes=episodes)  # type: ignore[attr-defined]
+        if not self._wrappers_in_envs:
+            return
+        inner: VecEnv = self.training_env
+        while isinstance(inner, VecEnvWrapper):
+            inner = inner.venv
+        # other processes get a saved copy: detectors hold torch modules that pickle poorly
+        payload: Any = det
+        tmp = None
+        if not isinstance(inner, DummyVecEnv):
+            if saved is None:
+                tmp = tempfile.mkdtemp(prefix="critwrap-detector-")
+                saved = det.save(tmp)
+            payload = str(saved)
+        try:
+            inner.env_method("set_detector", payload, episodes=episodes)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
     def _on_training_end(self) -> None:
-        super()._on_training_end()
+        if self.verbose >= 1:
+            print(
+                f"DetectorRefresh: {self.refreshes} refreshes ({self.skipped} skipped), "
+                f"{self.episodes_recorded} episodes recorded"
+            )
         if self._own_tmp:
             shutil.rmtree(self.store_path, ignore_errors=True)
