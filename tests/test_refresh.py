@@ -242,3 +242,15 @@ def test_hot_swaps_the_subgoal_reward_vec_twin() -> None:
     assert cb.refreshes >= 1 and cb.last_metrics["envs_updated"] == 1.0
     assert cb._reward_key == "original_reward"  # fitted on the task's reward, not the shaped one
     assert venv.subgoal_set is not before  # subgoals re-extracted from the recorded episodes
+
+
+def test_recent_episodes_are_bounded_in_frames() -> None:
+    from stable_baselines3 import PPO
+
+    cb = DetectorRefresh(CountingDetector(), every=10_000, min_episodes=1, max_episodes=100, max_frames=60)
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(
+        256, callback=cb
+    )
+    recent = cb._recent
+    assert recent is not None and cb.episodes_recorded > len(recent.episodes) >= 1
+    assert recent.frames <= 60 or len(recent.episodes) == 1

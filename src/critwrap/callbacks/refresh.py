@@ -68,13 +68,22 @@ class _RecentEpisodes:
     """In-memory stand-in for an EpisodeStore (``append`` -> id), keeping the newest ``maxlen`` episodes;
     optionally also writes every episode to a real store on disk."""
 
-    def __init__(self, maxlen: int, disk: EpisodeStore | None) -> None:
+    def __init__(self, maxlen: int, disk: EpisodeStore | None, max_frames: int | None = None) -> None:
         self.episodes: deque[Episode] = deque(maxlen=maxlen)
         self.disk = disk
         self.count = 0
+        self.max_frames = max_frames
+
+    @property
+    def frames(self) -> int:
+        return sum(len(ep) for ep in self.episodes)
 
     def append(self, episode: Episode) -> str:
         self.episodes.append(episode)
+        if self.max_frames is not None:
+            total = self.frames
+            while len(self.episodes) > 1 and total > self.max_frames:
+                total -= len(self.episodes.popleft())
         self.count += 1
         if self.disk is not None:
             return self.disk.append(episode)
@@ -122,6 +131,8 @@ class DetectorRefresh(EpisodeRecorderCallback):
         every: environment steps (over all envs) between refreshes.
         min_episodes: finished episodes needed before the first refresh.
         max_episodes: fit on at most this many of the most recent episodes (older ones are dropped).
+        max_frames: and on at most this many frames (the newest episodes; bounds memory: 50 000 Atari
+            frames of 4x84x84 take 1.4 GB). ``None``: no bound.
         epochs: epochs of the first fit (and of every fit of detectors that cannot warm-start).
         finetune_epochs: epochs of later fits, continued from the current weights.
         target: ``"auto"``, ``"success"`` or ``"return"`` (see the module docstring).
@@ -149,6 +160,7 @@ class DetectorRefresh(EpisodeRecorderCallback):
         every: int = 50_000,
         min_episodes: int = 16,
         max_episodes: int = 500,
+        max_frames: int | None = 50_000,
         epochs: int = 5,
         finetune_epochs: int = 1,
         target: str = "auto",
@@ -188,6 +200,9 @@ class DetectorRefresh(EpisodeRecorderCallback):
         self.every = int(every)
         self.min_episodes = int(min_episodes)
         self.max_episodes_kept = int(max_episodes)
+        if max_frames is not None and int(max_frames) < 1:
+            raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+        self.max_frames = None if max_frames is None else int(max_frames)
         self.epochs = int(epochs)
         self.finetune_epochs = int(finetune_epochs)
         self.target = target
@@ -255,7 +270,7 @@ class DetectorRefresh(EpisodeRecorderCallback):
         super()._init_callback()
         if self._recent is None:  # a second learn() call keeps the episodes recorded so far
             disk = None if self._own_tmp else self.store
-            self._recent = _RecentEpisodes(self.max_episodes_kept, disk)
+            self._recent = _RecentEpisodes(self.max_episodes_kept, disk, self.max_frames)
         self.store = self._recent  # type: ignore[assignment]
         self._last_refresh_step = int(self.num_timesteps)
         if self.update_buffer:
