@@ -9,7 +9,7 @@ training time and its scoring throughput.
     python benchmarks/critical_states.py --out bench_out/critical_states \
         --train 2000 --val 200 --test 400 --seeds 0 1 2 --epochs 20 --markdown docs/benchmarks_critical_states.md
 
-Smaller runs: ``--train 500 --epochs 6 --channels 16,32,32,64,64 --lstm-hidden 32``. Everything the
+Smaller runs: ``--train 500 --epochs 8 --channels 16,32,32,64,64 --lstm-hidden 32 --lr 1e-3 --jobs 3``. Everything the
 table shows is measured in that run; the command line is written next to the table.
 """
 
@@ -31,10 +31,77 @@ def _positives(eps: list[Any]) -> list[Any]:
     return [e for e in eps if e.label == 1 and e.metadata.get("critical_steps")]
 
 
-def _evaluate(det: Any, val: list[Any], test: list[Any]) -> dict[str, Any]:
-    from critwrap.zoo.detect import evaluate_detector
+def evaluate_detector(det: Any, test: list[Any], val_episodes: list[Any], grid: str) -> dict[str, Any]:
+    from critwrap.zoo.detect import evaluate_detector as evaluate
 
-    return evaluate_detector(det, test, val_episodes=val)
+    return evaluate(det, test, val_episodes=val_episodes, grid=grid)
+
+
+def _dsi_kwargs(args: dict[str, Any]) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "channels": tuple(int(c) for c in args["channels"].split(",")),
+        "lstm_hidden": args["lstm_hidden"],
+        "batch_size": args["batch_size"],
+        "lr": args["lr"],
+        "max_length": 84,
+    }
+    for name in ("l1", "l1_reduction", "mask_input", "mask_sampling"):
+        if args.get(name) is not None:
+            kw[name] = args[name]
+    if args.get("no_length_blind"):
+        kw["length_blind"] = False
+    return kw
+
+
+def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """Train DSI with one seed and evaluate it, the saliency baseline and the random detector."""
+    import torch
+
+    from critwrap.detectors.baselines import RandomDetector
+    from critwrap.detectors.dsi import DSI
+    from critwrap.detectors.saliency import ReturnSaliency
+    from critwrap.episodes import EpisodeStore
+
+    args, seed, data = job
+    torch.set_num_threads(args["threads"])
+    out = Path(args["out"])
+    data_dir = Path(data)
+    train = list(EpisodeStore(data_dir / "train", create=False))
+    val = _positives(list(EpisodeStore(data_dir / "val", create=False)))
+    test = _positives(list(EpisodeStore(data_dir / "test", create=False)))
+    t0 = time.time()
+    c0 = time.process_time()
+    det = DSI(**_dsi_kwargs(args), seed=seed)
+    det.fit(
+        train,
+        epochs=args["epochs"],
+        progress=args["jobs"] == 1,
+        seed=seed,
+        tensorboard_log=str(out / f"tb_seed{seed}"),
+    )
+    train_s, train_cpu = time.time() - t0, time.process_time() - c0
+    det.save(out / f"dsi_seed{seed}")
+    t1 = time.time()
+    scores = det.score_batch([e.frames for e in test])
+    score_s = time.time() - t1
+    n_frames = sum(len(s) for s in scores)
+    timing = {
+        "seed": seed,
+        "train_seconds": train_s,
+        "train_cpu_seconds": train_cpu,
+        "train_frames_per_second": float(det.fit_stats.get("frames_per_s", np.nan)),
+        "score_frames_per_second": n_frames / max(score_s, 1e-9),
+    }
+    grid = args["grid"]
+    rows = {
+        "DSI": evaluate_detector(det, test, val_episodes=val, grid=grid),
+        "saliency (DSI predictor)": evaluate_detector(
+            ReturnSaliency.from_dsi(det), test, val_episodes=val, grid=grid
+        ),
+        "random": evaluate_detector(RandomDetector(seed=seed), test, val_episodes=val, grid=grid),
+    }
+    print(json.dumps({"seed": seed, "timing": timing, "DSI": rows["DSI"]["per_T"]}, default=str), flush=True)
+    return rows, timing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,60 +117,57 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--channels", default="32,64,128,128,256")
     p.add_argument("--lstm-hidden", type=int, default=128)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads per training process")
+    p.add_argument("--jobs", type=int, default=1, help="train this many seeds at once (processes)")
+    p.add_argument(
+        "--negative-length",
+        choices=["matched", "paper"],
+        default="matched",
+        help="GridWorld negatives: as long as the positive of the same layout (default) or the paper's 24 moves",
+    )
+    p.add_argument("--l1", type=float, default=None, help="DSI L1 weight (default: DSIConfig's)")
+    p.add_argument("--l1-reduction", default=None, choices=["original", "mean", "sum"])
+    p.add_argument("--mask-input", default=None, choices=["features", "frames"])
+    p.add_argument("--mask-sampling", default=None, choices=["bernoulli", "soft"])
+    p.add_argument("--no-length-blind", action="store_true", help="the original predictor padding")
+    p.add_argument("--grid", default="fine", choices=["fine", "paper"], help="thresholds tried on validation")
     p.add_argument("--markdown", default=None, help="write the result table to this Markdown file")
     args = p.parse_args(argv)
+    load0 = os.getloadavg()[0]
 
-    import torch
-
-    from critwrap.detectors.baselines import RandomDetector
-    from critwrap.detectors.dsi import DSI
-    from critwrap.detectors.saliency import ReturnSaliency
     from critwrap.episodes import EpisodeStore
     from critwrap.gridworld import generate_gridworld_splits
 
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
-    data_dir = out / f"gridworld_{args.train}_{args.val}_{args.test}_s{args.data_seed}"
+    tag = "" if args.negative_length == "paper" else f"_{args.negative_length}"
+    data_dir = out / f"gridworld_{args.train}_{args.val}_{args.test}_s{args.data_seed}{tag}"
     if not (data_dir / "test" / "manifest.jsonl").exists():
-        generate_gridworld_splits(data_dir, args.train, args.val, args.test, seed=args.data_seed)
+        generate_gridworld_splits(
+            data_dir,
+            args.train,
+            args.val,
+            args.test,
+            seed=args.data_seed,
+            negative_length=args.negative_length,
+        )
     train = list(EpisodeStore(data_dir / "train", create=False))
     val = _positives(list(EpisodeStore(data_dir / "val", create=False)))
     test = _positives(list(EpisodeStore(data_dir / "test", create=False)))
     channels = tuple(int(c) for c in args.channels.split(","))
     rows: dict[str, list[dict[str, Any]]] = {"DSI": [], "saliency (DSI predictor)": [], "random": []}
     timing: list[dict[str, float]] = []
-    for seed in args.seeds:
-        t0 = time.time()
-        det = DSI(
-            channels=channels,
-            lstm_hidden=args.lstm_hidden,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            max_length=84,
-            seed=seed,
-        )
-        det.fit(
-            train, epochs=args.epochs, progress=True, seed=seed, tensorboard_log=str(out / f"tb_seed{seed}")
-        )
-        train_s = time.time() - t0
-        det.save(out / f"dsi_seed{seed}")
-        t1 = time.time()
-        scores = det.score_batch([e.frames for e in test])
-        score_s = time.time() - t1
-        n_frames = sum(len(s) for s in scores)
-        timing.append(
-            {
-                "seed": seed,
-                "train_seconds": train_s,
-                "train_frames_per_second": float(det.fit_stats.get("frames_per_s", np.nan)),
-                "score_frames_per_second": n_frames / max(score_s, 1e-9),
-            }
-        )
-        rows["DSI"].append(_evaluate(det, val, test))
-        rows["saliency (DSI predictor)"].append(_evaluate(ReturnSaliency.from_dsi(det), val, test))
-        rows["random"].append(_evaluate(RandomDetector(seed=seed), val, test))
-        print(json.dumps({"seed": seed, "timing": timing[-1], "DSI": rows["DSI"][-1]["per_T"]}), flush=True)
+    if args.jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(args.jobs, len(args.seeds)), mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_run_seed, [(vars(args), s, str(data_dir)) for s in args.seeds]))
+    else:
+        results = [_run_seed((vars(args), s, str(data_dir))) for s in args.seeds]
+    for seed_rows, seed_timing in results:
+        for k, v in seed_rows.items():
+            rows[k].append(v)
+        timing.append(seed_timing)
 
     def agg(reports: list[dict[str, Any]], key: str, T: int | None = None) -> tuple[float, float]:
         vals = [r["per_T"][T][key] if T is not None else r[key] for r in reports]
@@ -131,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| DSI, threshold picked on test (the paper's protocol, optimistic) | {' | '.join(best)} | |"
     )
     tr = np.mean([t["train_seconds"] for t in timing])
+    tr_cpu = np.mean([t["train_cpu_seconds"] for t in timing])
     fps = np.mean([t["train_frames_per_second"] for t in timing])
     sfps = np.mean([t["score_frames_per_second"] for t in timing])
     cmd = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
@@ -138,14 +203,18 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Seeds {args.seeds} (mean ± std over training seeds), {len(train)} training episodes, "
             f"{len(val)} positive validation and {len(test)} positive test episodes; threshold chosen on "
-            f"validation. DSI: channels {channels}, LSTM {args.lstm_hidden}, {args.epochs} epochs, batch "
-            f"{args.batch_size}, lr {args.lr}.",
+            f"validation ({args.grid} threshold grid). GridWorld negatives: {args.negative_length} lengths. "
+            f"DSI: channels {channels}, LSTM {args.lstm_hidden}, {args.epochs} epochs, batch "
+            f"{args.batch_size}, lr {args.lr}, {json.dumps(_dsi_kwargs(vars(args)), default=str)}; "
+            f"DSIConfig defaults otherwise.",
             "",
             *lines,
             "",
-            f"DSI training: {tr:.0f} s per seed ({fps:.0f} frames/s); scoring {sfps:.0f} frames/s; "
-            f"{args.threads} torch threads on `{platform.processor() or platform.machine()}`, "
-            f"{os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.1f}.",
+            f"DSI training: {tr:.0f} s wall and {tr_cpu:.0f} CPU-s per seed ({fps:.0f} frames/s), "
+            f"{args.jobs} seed(s) at once; scoring {sfps:.0f} frames/s; "
+            f"{args.threads} torch thread(s) per process on `{platform.processor() or platform.machine()}`, "
+            f"{os.cpu_count()} CPUs shared with other jobs, no GPU; load average at the start {load0:.1f}, "
+            f"at the end {os.getloadavg()[0]:.1f}.",
             "",
             f"Command: `{cmd}`",
         ]

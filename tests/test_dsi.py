@@ -289,6 +289,53 @@ def test_instance_norm_and_l1_match_the_original_definitions() -> None:
     torch.testing.assert_close(det._l1(m, layout), m.mean())
 
 
+def test_length_blind_predictor_sees_no_length_in_a_fully_masked_video() -> None:
+    eps = random_episodes(8, lengths=(5, 11))
+    det = DSI(**TINY, max_length=12).fit(eps, epochs=1, progress=False, seed=0)
+    net = det.predictor_net.eval()
+    layout = _Layout.from_lengths([4, 11])
+    x = torch.rand(15, 3, 24, 24)
+    zero = torch.zeros(15)
+    with torch.inference_mode():
+        blind = net(x, layout, feature_mask=zero)
+        # masked-out frames and padding are the same input: the two episodes are indistinguishable
+        torch.testing.assert_close(blind[0], blind[1])
+        net.length_blind = False  # the original: LSTM outputs zero-padded after each episode's end
+        leaky = net(x, layout, feature_mask=zero)
+        assert not torch.allclose(leaky[0], leaky[1])
+        # pixel masking is largely undone by the CNN's instance normalisation: 1% of the frames gives
+        # features far larger than 1% of theirs (what feature masking gives)
+        net.length_blind = True
+        f_full, f_dim = net.backbone.encode(x), net.backbone.encode(x * 0.01)
+        assert f_dim.norm() > 0.2 * f_full.norm()
+    # the predictor's outputs on a masked video follow mask_input
+    m = torch.full((15,), 0.0)
+    with torch.inference_mode():
+        out_f, rev_f = det._masked_outputs(x, layout, m)
+        det.config.mask_input = net.mask_input = "frames"
+        out_x, _ = det._masked_outputs(x, layout, m, reverse=False)
+    assert rev_f is not None
+    torch.testing.assert_close(out_f[0], out_f[1])  # features zeroed: nothing left
+    torch.testing.assert_close(out_x[0], out_x[1])  # frames zeroed and length-blind: nothing left either
+
+
+def test_mask_options_train_and_round_trip(tmp_path) -> None:
+    eps = random_episodes(8)
+    for kw in ({"mask_sampling": "bernoulli"}, {"mask_input": "frames", "length_blind": False}):
+        det = DSI(**TINY, **kw).fit(eps, epochs=1, progress=False, seed=0)
+        assert np.isfinite(det.history[-1]["loss_detector"])
+        det.save(tmp_path / kw.get("mask_sampling", "frames"))
+        back = DSI.load(tmp_path / kw.get("mask_sampling", "frames"))
+        assert back.config.to_dict() == det.config.to_dict()
+        np.testing.assert_array_equal(
+            back.predict([e.frames for e in eps]), det.predict([e.frames for e in eps])
+        )
+    with pytest.raises(ValueError, match="mask_sampling"):
+        DSI(mask_sampling="hard")
+    with pytest.raises(ValueError, match="mask_input"):
+        DSI(mask_input="pixels")
+
+
 def test_predictor_only_leaves_the_detector_untouched() -> None:
     eps = random_episodes(8)
     det = DSI(**TINY).fit(eps, epochs=0, progress=False, seed=0)

@@ -118,6 +118,24 @@ def test_negative_variants_and_lengths() -> None:
             assert 24 <= len(ep) <= 48
 
 
+def test_length_matched_negatives() -> None:
+    for s in range(6):
+        neg = gridworld_episode(s, "negative", negative_length="matched")
+        paper = gridworld_episode(s, "negative")  # the paper's move counts
+        pos = gridworld_episode(s, "positive")
+        assert neg.label == 0 and neg.metadata["negative_length"] == "matched"
+        assert neg.metadata["variant"] == paper.metadata["variant"]  # the same variant draw as the paper's
+        assert len(neg) == len(pos)  # the length says nothing about success
+        if neg.metadata["variant"] == "random":
+            assert not neg.metadata["critical_steps"] or set(neg.actions[neg.metadata["critical_steps"]]) == {
+                TOGGLE
+            }
+    eps = generate_gridworld(2, seed=0, negative_length="matched", progress=False)
+    assert len(eps[0]) == len(gridworld_episode(0, "positive"))
+    with pytest.raises(ValueError, match="negative_length"):
+        gridworld_episode(0, "negative", negative_length="short")
+
+
 def test_positive_fraction() -> None:
     kinds = [
         ep.metadata["kind"] for ep in generate_gridworld(8, seed=0, positive_fraction=0.25, progress=False)

@@ -13,6 +13,14 @@ exactly what :class:`~critwrap.wrappers.minigrid.MiniGridImage` returns.
   16 random moves. A random move is a random turn or a step forward; stepping into a closed door opens
   it first (one toggle step), as moves do in the original generator.
 
+**Length-matched negatives** (``negative_length="matched"``, a critwrap option; the default ``"paper"``
+is the original's move counts): in the paper's dataset the length of an episode alone predicts success
+(85% of negatives are 24 steps; positives 22-84), which lets DSI's return predictor ignore the frames'
+content and makes the detector's mask collapse (see :mod:`critwrap.detectors.dsi`). With ``"matched"``, a
+negative episode makes the same scripted part (if any) and then random moves until it is exactly as long
+as the scripted positive episode of the same seed (cut to that length); its variant is drawn as in the
+paper. The benchmark ``benchmarks/critical_states.py`` uses it by default.
+
 Every step is a real MiniGrid action (0 left, 1 right, 2 forward, 3 pickup, 4 drop, 5 toggle), so an
 episode replays in the environment from ``reset(seed=metadata["layout_seed"])``. ``observations[t]`` is
 the view *before* ``actions[t]``; ``rewards[t]`` follows it; the view after the last action is
@@ -60,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENV_ID",
     "MAX_EPISODE_STEPS",
+    "NEGATIVE_LENGTHS",
     "SPLIT_SEED_OFFSETS",
     "GridWorldPlanner",
     "generate_gridworld",
@@ -80,6 +89,8 @@ SPLIT_SEED_OFFSETS: dict[str, int] = {"train": 0, "val": 1_000_000, "test": 2_00
 # MiniGrid actions and headings.
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE = 0, 1, 2, 3, 4, 5
 _DIR_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))  # 0 right, 1 down, 2 left, 3 up (MiniGrid's DIR_TO_VEC)
+#: ``negative_length`` settings: the original's fixed move counts, or lengths matched to the positives.
+NEGATIVE_LENGTHS = ("paper", "matched")
 _RANDOM_WALK_P_KEY = 0.15  # share of negatives that first fetch the key
 _RANDOM_MOVES = 24
 _KEY_THEN_DOOR_MOVES = 8
@@ -285,7 +296,12 @@ def _without_dict_obs(base: Any) -> Iterator[None]:
 
 
 def _play(
-    base: Any, tile_size: int, layout_seed: int, kind: str, rng: np.random.Generator
+    base: Any,
+    tile_size: int,
+    layout_seed: int,
+    kind: str,
+    rng: np.random.Generator,
+    target_len: int | None = None,
 ) -> tuple[_Recorder, str]:
     base.reset(seed=layout_seed)
     rec = _Recorder(base=base, tile_size=tile_size, obs=base.get_pov_render(tile_size))
@@ -316,17 +332,22 @@ def _play(
         u_key, u_door = rng.random(), rng.random()
         if u_key >= _RANDOM_WALK_P_KEY:
             variant = "random"
-            rec.random_moves(_RANDOM_MOVES, rng)
+            n_moves = _RANDOM_MOVES
         else:
             fetch_key()
             if u_door < 0.5:
                 variant = "key_door_wander"
                 rec.follow(planner.plan_to_face(door_pos))
                 rec.step(TOGGLE)
-                rec.random_moves(_KEY_THEN_DOOR_MOVES, rng)
+                n_moves = _KEY_THEN_DOOR_MOVES
             else:
                 variant = "key_wander"
-                rec.random_moves(_KEY_THEN_WANDER_MOVES, rng)
+                n_moves = _KEY_THEN_WANDER_MOVES
+        if target_len is None:
+            rec.random_moves(n_moves, rng)
+        else:  # length-matched: random moves until the episode is as long as the layout's positive one
+            while len(rec.actions) < target_len:
+                rec.random_moves(1, rng)
     return rec, variant
 
 
@@ -337,8 +358,14 @@ def gridworld_episode(
     env: gym.Env[Any, Any] | None = None,
     tile_size: int = 4,
     max_steps: int = MAX_EPISODE_STEPS,
+    negative_length: str = "paper",
 ) -> Episode:
     """Play one scripted episode of ``kind`` ``"positive"`` or ``"negative"`` for ``seed``.
+
+    ``negative_length``: ``"paper"`` (24, 8 or 16 random moves, as the original generator) or
+    ``"matched"``: a negative episode makes random moves until it is as long as the scripted positive
+    episode of the same seed, and is cut to exactly that length, so that episode length says nothing
+    about success (see the module docstring).
 
     ``env``: a KeyCorridor env to reuse (e.g. from :func:`make_gridworld_env`; made when ``None``); the
     views are rendered as :class:`~critwrap.wrappers.minigrid.MiniGridImage` with ``tile_size`` does, and
@@ -351,6 +378,8 @@ def gridworld_episode(
         raise ValueError(f"kind must be 'positive' or 'negative', got {kind!r}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if negative_length not in NEGATIVE_LENGTHS:
+        raise ValueError(f"negative_length must be one of {NEGATIVE_LENGTHS}, got {negative_length!r}")
     own_env = env is None
     if env is None:
         env = make_gridworld_env(tile_size=tile_size)
@@ -360,11 +389,17 @@ def gridworld_episode(
     if not isinstance(base, KeyCorridorEnv):
         raise TypeError(f"gridworld_episode needs a MiniGrid KeyCorridor env, got {type(base).__name__}")
     try:
+        target_len = None
+        if kind == "negative" and negative_length == "matched":
+            # as long as the positive episode of this seed (the same layout search)
+            target_len = len(
+                gridworld_episode(seed, "positive", env=env, tile_size=tile_size, max_steps=max_steps)
+            )
         with _without_dict_obs(base):
             for attempt in range(1000):
                 layout_seed = _layout_seed(seed, attempt)
                 rng = np.random.default_rng([int(seed), 0xC217])
-                rec, variant = _play(base, int(tile_size), layout_seed, kind, rng)
+                rec, variant = _play(base, int(tile_size), layout_seed, kind, rng, target_len)
                 if kind == "negative" or len(rec.actions) <= max_steps:
                     break
             else:
@@ -374,7 +409,7 @@ def gridworld_episode(
     finally:
         if own_env:
             env.close()
-    n = min(len(rec.actions), max_steps)
+    n = min(len(rec.actions), max_steps if target_len is None else target_len)
     success = rec.success and len(rec.actions) <= n
     final = rec.frames[n] if n < len(rec.frames) else rec.obs
     return Episode(
@@ -391,6 +426,7 @@ def gridworld_episode(
             "layout_seed": int(layout_seed),
             "kind": kind,
             "variant": variant,
+            "negative_length": negative_length,
             "critical_steps": [int(t) for t in rec.critical if t < n],
             "success": bool(success),
             "terminated": bool(success),
@@ -422,6 +458,7 @@ def generate_gridworld(
     progress: bool = True,
     max_steps: int = MAX_EPISODE_STEPS,
     desc: str = "gridworld",
+    negative_length: str = "paper",
 ) -> EpisodeStore | list[Episode]:
     """Generate ``n_episodes`` GridWorld episodes; episode ``i`` plays the layout of seed ``seed + i``.
 
@@ -454,6 +491,7 @@ def generate_gridworld(
                 "positive_fraction": float(positive_fraction),
                 "tile_size": int(tile_size),
                 "max_steps": int(max_steps),
+                "negative_length": negative_length,
                 "observation": f"agent's partial view, RGB uint8 ({7 * tile_size}, {7 * tile_size}, 3)",
                 "critical_steps": "metadata['critical_steps']: steps that toggle a door, pick up, or drop the key",
             }
@@ -468,7 +506,14 @@ def generate_gridworld(
         iterator = tqdm(iterator, total=n_episodes, desc=desc, unit="ep")
     try:
         for i, kind in iterator:
-            ep = gridworld_episode(seed + i, kind, env=env, tile_size=tile_size, max_steps=max_steps)
+            ep = gridworld_episode(
+                seed + i,
+                kind,
+                env=env,
+                tile_size=tile_size,
+                max_steps=max_steps,
+                negative_length=negative_length,
+            )
             ep.metadata["tile_size"] = int(tile_size)
             if store is not None:
                 store.append(ep)

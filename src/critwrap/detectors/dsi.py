@@ -32,6 +32,27 @@ Example:
 
 Where critwrap deviates from the original code (``AI-Initiative-KAUST/VideoRLCS``):
 
+* **What the predictor sees of a masked video (defaults changed; ``mask_input="frames"``,
+  ``length_blind=False`` restore the original).** Measured on the GridWorld (400 training episodes,
+  small nets): with the original pipeline the mask collapsed to ~0 while the predictor stayed 91-93%
+  accurate, because (1) the predictor ran each LSTM direction over the episode's own length and
+  zero-padded the outputs to ``max_length``, so an all-black video still told the linear head its
+  length, and on the paper's GridWorld length alone predicts success (85% of failures are 24 steps
+  long; 89% accuracy from length alone); and (2) the CNN's instance normalisation undoes most of a
+  pixel-level scaling: the trained predictor was as accurate on ``0.001 * frames`` as on the frames.
+  So masking frames cost nothing and the L1 term drove the mask to 0. critwrap therefore
+
+  - multiplies each frame's CNN *features* by the mask (``mask_input="features"``): a masked-out frame
+    gives exactly zero input to the LSTMs (the predictor's CNN runs once, without gradients);
+  - runs the predictor's LSTMs over all ``max_length`` steps with padding steps fed the same zero
+    input (``length_blind=True``), so a fully masked video carries no trace of its length. The
+    detector network is unchanged and still scores episodes of any length.
+
+  Neither removes a length cue from the *clean* videos the predictor learns from; for that the
+  GridWorld generator has length-matched negatives (:mod:`critwrap.gridworld`, ``negative_length``).
+  ``mask_sampling="bernoulli"`` (0/1 masks drawn from the soft mask, straight-through gradients) is
+  available; it did not help in our measurements (see ``docs/benchmarks_critical_states.md``).
+
 * **Speed, same maths.** The original takes about 330 s per epoch of 2000 GridWorld episodes on two
   CPU cores. critwrap computes the same functions about 4x faster: on one batch of 64 GridWorld
   episodes (2100 frames, one thread), a re-implementation of the original code path trains about 100
@@ -95,6 +116,8 @@ _CHANNELS_LAST = False  # NCHW measured faster on CPU for this network (GroupNor
 _TASKS = ("classification", "regression")
 _L1_REDUCTIONS = ("original", "mean", "sum")
 _REVERSE_LOSSES = ("ce_uniform", "mse_uniform")
+_MASK_INPUTS = ("features", "frames")
+_MASK_SAMPLINGS = ("bernoulli", "soft")
 _LAYOUTS = ("auto", "HWC", "CHW", "HW")
 
 
@@ -111,6 +134,15 @@ class DSIConfig:
         l1_reduction: ``"original"`` (matrix 1-norm of the (batch, time) mask, as in the paper's code),
             ``"mean"`` or ``"sum"`` over valid frames.
         reverse_loss: ``"ce_uniform"`` (GridWorld code) or ``"mse_uniform"`` (Pong code).
+        mask_input: ``"features"`` (default: the mask scales each frame's CNN features in the
+            predictor) or ``"frames"`` (the original: it scales the frames, which instance
+            normalisation largely undoes).
+        length_blind: the predictor runs its LSTMs over all ``max_length`` steps, padding steps fed what
+            a fully masked frame gives, so a masked video does not reveal its length (default ``True``;
+            ``False``: the original, outputs zero-padded after each episode's end).
+        mask_sampling: ``"soft"`` (default, the paper: the mask's values scale the frames) or
+            ``"bernoulli"`` (0/1 masks drawn with probabilities m in the detector step, ``m > 0.5`` at
+            evaluation, straight-through gradients).
         lr: Adam learning rate of both nets (1e-4).
         weight_decay: Adam weight decay of both nets (1e-4).
         batch_size: episodes per batch (64 for GridWorld, 16 for Atari in the paper).
@@ -140,6 +172,9 @@ class DSIConfig:
     reverse: float = 2.0
     l1_reduction: str = "original"
     reverse_loss: str = "ce_uniform"
+    mask_input: str = "features"
+    length_blind: bool = True
+    mask_sampling: str = "soft"
     lr: float = 1e-4
     weight_decay: float = 1e-4
     batch_size: int = 64
@@ -175,6 +210,10 @@ class DSIConfig:
             raise ValueError(f"l1_reduction must be one of {_L1_REDUCTIONS}, got {self.l1_reduction!r}")
         if self.reverse_loss not in _REVERSE_LOSSES:
             raise ValueError(f"reverse_loss must be one of {_REVERSE_LOSSES}, got {self.reverse_loss!r}")
+        if self.mask_input not in _MASK_INPUTS:
+            raise ValueError(f"mask_input must be one of {_MASK_INPUTS}, got {self.mask_input!r}")
+        if self.mask_sampling not in _MASK_SAMPLINGS:
+            raise ValueError(f"mask_sampling must be one of {_MASK_SAMPLINGS}, got {self.mask_sampling!r}")
         if self.frame_layout not in _LAYOUTS:
             raise ValueError(f"frame_layout must be one of {_LAYOUTS}, got {self.frame_layout!r}")
         if len(self.channels) != 5 or min(self.channels) < 1:
@@ -284,7 +323,10 @@ def _build_modules() -> dict[str, Any]:
 
         def sequence(self, x: torch.Tensor, layout: _Layout) -> torch.Tensor:
             """(N, C, H, W) valid frames -> (N, 2 * hidden) bidirectional LSTM outputs, one per frame."""
-            feats = self.encode(x)
+            return self.sequence_from_features(self.encode(x), layout)
+
+        def sequence_from_features(self, feats: torch.Tensor, layout: _Layout) -> torch.Tensor:
+            """(N, D) per-frame features -> (N, 2 * hidden): each episode run over its own length."""
             shape = (layout.n_episodes, layout.t_max, feats.shape[1])
             fwd_in = feats.new_zeros(shape).index_put((layout.b_idx, layout.t_idx), feats)
             bwd_in = feats.new_zeros(shape).index_put((layout.b_idx, layout.rev_idx), feats)
@@ -321,12 +363,50 @@ def _build_modules() -> dict[str, Any]:
             self.backbone = SequenceNet(in_channels, channels, hidden, chunk)
             self.max_length = max_length
             self.head = nn.Linear(max_length * 2 * hidden, n_out)
+            self.length_blind = True
+            self.mask_input = "features"
 
-        def forward(self, x: torch.Tensor, layout: _Layout) -> torch.Tensor:
-            out = self.backbone.sequence(x, layout)
-            padded = out.new_zeros(layout.n_episodes, self.max_length, out.shape[1])
-            padded = padded.index_put((layout.b_idx, layout.t_idx), out)
-            return self.head(padded.flatten(1))
+        def forward(
+            self, x: torch.Tensor, layout: _Layout, feature_mask: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            """(N, C, H, W) valid frames -> (B, n_out); ``feature_mask`` (N,) scales each frame's features."""
+            feats = self.backbone.encode(x)
+            if feature_mask is not None:
+                feats = feats * feature_mask[:, None]
+            return self.from_features(feats, layout, self.padding_features(x))
+
+        def padding_features(self, x: torch.Tensor) -> torch.Tensor | None:
+            """What a padding step feeds the length-blind LSTMs: the features of a fully masked frame,
+            zero for feature masking, the CNN's features of a black frame for pixel masking."""
+            if not self.length_blind or self.mask_input == "features":
+                return None
+            return self.backbone.encode(x.new_zeros(1, *x.shape[1:]))[0]
+
+        def from_features(
+            self, feats: torch.Tensor, layout: _Layout, pad: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            """(N, D) per-frame CNN features -> (B, n_out).
+
+            ``length_blind`` (default): the episodes are zero-padded to ``max_length`` *before* the
+            LSTMs, which run over all ``max_length`` steps, so a zeroed (masked-out) frame and a padding
+            step are the same input and an entirely masked video carries no trace of its length.
+            Otherwise (the original code): each LSTM direction runs over the episode's own length and its
+            outputs are zero-padded to ``max_length``, which tells the linear head the episode length.
+            ``pad``: the (D,) input of a padding step (default zeros).
+            """
+            b, t, bb = layout.n_episodes, self.max_length, self.backbone
+            if not self.length_blind:
+                out = bb.sequence_from_features(feats, layout)
+                padded = out.new_zeros(b, t, out.shape[1]).index_put((layout.b_idx, layout.t_idx), out)
+                return self.head(padded.flatten(1))
+            if pad is None:
+                padded = feats.new_zeros(b, t, feats.shape[1])
+            else:
+                padded = pad.to(feats.dtype).expand(b, t, feats.shape[1]).clone()
+            padded = padded.index_put((layout.b_idx, layout.t_idx), feats)
+            fwd_out, _ = bb.lstm_fwd(padded)
+            bwd_out, _ = bb.lstm_bwd(padded.flip(1))
+            return self.head(torch.cat([fwd_out, bwd_out.flip(1)], dim=2).flatten(1))
 
     return {"MaskNet": MaskNet, "ReturnNet": ReturnNet}
 
@@ -499,6 +579,7 @@ class DSI(Detector):
         self.fit_stats: dict[str, float] = {}
         self.detector_net: Any = None
         self.predictor_net: Any = None
+        self._mask_gen: Any = None  # torch.Generator of the Bernoulli masks, seeded by fit
         if self._shape_known():
             self._build_nets()
 
@@ -535,6 +616,8 @@ class DSI(Detector):
         self.predictor_net = mods["ReturnNet"](
             c.in_channels, c.channels, c.lstm_hidden, c.cnn_chunk, c.max_length, self.n_outputs
         )
+        self.predictor_net.length_blind = bool(c.length_blind)
+        self.predictor_net.mask_input = c.mask_input
         for net in (self.detector_net, self.predictor_net):
             net.backbone.bf16 = bool(c.bf16)
             if _CHANNELS_LAST:
@@ -792,6 +875,7 @@ class DSI(Detector):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(int(rng.integers(2**31 - 1)) if seed is not None else torch.seed())
                     self._build_nets()
+            self._mask_gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
             c = self.config
             opt_det = torch.optim.Adam(self.detector_net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
             opt_pred = torch.optim.Adam(self.predictor_net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
@@ -869,7 +953,6 @@ class DSI(Detector):
     def _train_step(
         self, data: _Data, idx: np.ndarray, opt_det: Any, opt_pred: Any, predictor_only: bool
     ) -> dict[str, float]:
-        torch = _torch()
         c = self.config
         det, pred = self.detector_net, self.predictor_net
         x, layout, y = self._batch(data, idx)
@@ -883,10 +966,8 @@ class DSI(Detector):
                 opt_det.zero_grad(set_to_none=True)
                 m = det(x, layout)
                 l1 = self._l1(m, layout)
-                mv = m.view(-1, 1, 1, 1)
-                # masked and complementary video in one pass (two videos per episode)
-                both = pred(torch.cat([x * mv, x * (1.0 - mv)]), layout.doubled())
-                out_m, out_r = both[: layout.n_episodes], both[layout.n_episodes :]
+                out_m, out_r = self._masked_outputs(x, layout, m, sample=True)
+                assert out_r is not None
                 loss_cls = self._task_loss(out_m, y)
                 loss_rev = self._reverse_loss(out_r)
                 total = c.l1 * l1 + c.classify * loss_cls + c.reverse * loss_rev
@@ -912,6 +993,43 @@ class DSI(Detector):
         logs.update(self._accuracies(acc_predictor=out.detach(), y=y))
         return logs
 
+    def _masked_outputs(
+        self, x: torch.Tensor, layout: _Layout, m: torch.Tensor, reverse: bool = True, sample: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The predictor's outputs on the masked video ``m * x`` and (``reverse``) on its complement.
+
+        ``mask_sampling="bernoulli"``: the mask applied is 0/1, drawn from Bernoulli(m) when ``sample``
+        (training), ``m > 0.5`` otherwise, with the straight-through gradient to ``m``.
+
+        ``mask_input="features"`` scales each frame's CNN features (computed once, without gradients:
+        the detector's gradient reaches ``m`` through the LSTM and head only); ``"frames"`` scales the
+        frames themselves (the original code), which the CNN's instance normalisation largely undoes.
+        Both videos go through the predictor in one pass.
+        """
+        torch = _torch()
+        pred = self.predictor_net
+        n = layout.n_episodes
+        if self.config.mask_sampling == "bernoulli":
+            if sample:  # a 0/1 mask drawn with probabilities m; gradients pass straight through to m
+                hard = torch.bernoulli(m.detach(), generator=self._mask_gen)
+            else:
+                hard = (m.detach() > 0.5).to(m.dtype)
+            m = hard + m - m.detach()
+        if self.config.mask_input == "features":
+            with torch.no_grad():
+                feats = pred.backbone.encode(x)
+            if not reverse:
+                return pred.from_features(feats * m[:, None], layout), None
+            both = pred.from_features(
+                torch.cat([feats * m[:, None], feats * (1.0 - m)[:, None]]), layout.doubled()
+            )
+        else:
+            mv = m.view(-1, 1, 1, 1)
+            if not reverse:
+                return pred(x * mv, layout), None
+            both = pred(torch.cat([x * mv, x * (1.0 - mv)]), layout.doubled())
+        return both[:n], both[n:]
+
     def _evaluate(self, data: _Data) -> dict[str, float]:
         """Mean losses / accuracies on held-out episodes (clean, masked and complementary video)."""
         torch = _torch()
@@ -923,10 +1041,9 @@ class DSI(Detector):
                 idx = np.arange(start, min(start + bs, len(data)))
                 x, layout, y = self._batch(data, idx)
                 m = self.detector_net(x, layout)
-                mv = m.view(-1, 1, 1, 1)
                 out = self.predictor_net(x, layout)
-                out_m = self.predictor_net(x * mv, layout)
-                out_r = self.predictor_net(x * (1.0 - mv), layout)
+                out_m, out_r = self._masked_outputs(x, layout, m)
+                assert out_r is not None
                 k = len(idx)
                 vals = {
                     "loss_predictor": float(self._task_loss(out, y)),
@@ -1016,8 +1133,10 @@ class DSI(Detector):
                 layout = _Layout.from_lengths([len(f) for f in frames])
                 x = self._to_tensor(frames)
                 if masked:
-                    x = x * self.detector_net(x, layout).view(-1, 1, 1, 1)
-                o = self.predictor_net(x, layout).float()
+                    o = self._masked_outputs(x, layout, self.detector_net(x, layout), reverse=False)[0]
+                else:
+                    o = self.predictor_net(x, layout)
+                o = o.float()
                 results.append(o.softmax(1) if self.config.task == "classification" else o.squeeze(-1))
         res = torch.cat(results).numpy()
         return res if self.config.task == "classification" else res * self.config.return_scale
