@@ -37,7 +37,7 @@ import torch
 CHANNELS = (32, 64, 128, 128, 256)
 
 
-def dsi_for(shape: tuple[int, ...], channels: tuple[int, ...] = CHANNELS) -> Any:
+def dsi_for(shape: tuple[int, ...], channels: tuple[int, ...] = CHANNELS, bf16: bool = False) -> Any:
     """An untrained DSI with the given channels built for frames of ``shape`` (its networks exist)."""
     from critwrap.detectors.dsi import DSI
 
@@ -53,6 +53,7 @@ def dsi_for(shape: tuple[int, ...], channels: tuple[int, ...] = CHANNELS) -> Any
         max_length=16,
         classes=[0.0, 1.0],
         num_threads=None,
+        bf16=bf16,
     )
 
 
@@ -63,7 +64,13 @@ def _time(fn: Any) -> tuple[float, float]:
 
 
 def measure_env(
-    env_id: str, n_envs: int, steps: int, rounds: int, channels: tuple[int, ...]
+    env_id: str,
+    n_envs: int,
+    steps: int,
+    rounds: int,
+    channels: tuple[int, ...],
+    bf16: bool = False,
+    paths: tuple[str, ...] = ("per-env", "vec"),
 ) -> list[dict[str, Any]]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -75,7 +82,7 @@ def measure_env(
     shape = tuple(probe.observation_space.shape)
     n_actions = int(probe.action_space.n)
     probe.close()
-    det = dsi_for(shape, channels)
+    det = dsi_for(shape, channels, bf16)
     rng = np.random.default_rng(0)
     subgoals = rng.normal(size=(16, channels[-1])).astype(np.float32)
     kwargs = {"detector": det, "subgoals": subgoals, "threshold": 0.99}
@@ -110,10 +117,10 @@ def measure_env(
         return run
 
     rows = []
-    for path, factory, env_steps in (
-        ("per-env", per_env, steps),
-        (f"vec x{n_envs}", vec, max(steps // n_envs, 1) * n_envs),
-    ):
+    todo = [("per-env", per_env, steps), (f"vec x{n_envs}", vec, max(steps // n_envs, 1) * n_envs)]
+    for path, factory, env_steps in todo:
+        if path.split(" ")[0] not in paths:
+            continue
         runners = {False: factory(False), True: factory(True)}
         runners[False]()  # warm up both (first calls allocate)
         runners[True]()
@@ -128,6 +135,7 @@ def measure_env(
         rows.append(
             {
                 "env": env_id,
+                "scorer": f"DSI {'-'.join(map(str, channels))}{' bf16' if bf16 else ''}",
                 "obs_shape": list(shape),
                 "path": path,
                 "env_steps": env_steps,
@@ -158,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--channels", type=int, nargs=5, default=list(CHANNELS))
+    p.add_argument("--bf16", action="store_true", help="the DSI's bfloat16 autocast (CPUs with avx512_bf16)")
+    p.add_argument("--paths", nargs="+", default=["per-env", "vec"], choices=["per-env", "vec"])
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--markdown", type=Path, default=None)
     args = p.parse_args(argv)
@@ -165,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     rows = []
     for env_id in args.envs:
-        rows += measure_env(env_id, args.n_envs, args.steps, args.rounds, tuple(args.channels))
+        rows += measure_env(
+            env_id, args.n_envs, args.steps, args.rounds, tuple(args.channels), args.bf16, tuple(args.paths)
+        )
     meta = {
         "command": " ".join(["python", *sys.argv]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, no GPU",
@@ -173,14 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load0,
         "load_after": os.getloadavg(),
         "channels": list(args.channels),
+        "bf16": args.bf16,
     }
     lines = [
-        "| env | obs | path | bare steps/CPU-s | wrapped steps/CPU-s | overhead (CPU) | overhead (wall) | scorer frames/CPU-s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| env | obs | scorer | path | bare steps/CPU-s | wrapped steps/CPU-s | overhead (CPU) | overhead (wall) "
+        "| scorer frames/CPU-s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['env']} | {'x'.join(map(str, r['obs_shape']))} | {r['path']} | {r['bare_steps_per_cpu_s']:.0f} "
+            f"| {r['env']} | {'x'.join(map(str, r['obs_shape']))} | {r['scorer']} | {r['path']} "
+            f"| {r['bare_steps_per_cpu_s']:.0f} "
             f"| {r['wrapped_steps_per_cpu_s']:.0f} | {100 * r['overhead_cpu']:.0f}% | {100 * r['overhead_wall']:.0f}% "
             f"| {r['scorer_frames_per_cpu_s']:.0f} |"
         )

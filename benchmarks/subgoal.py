@@ -280,6 +280,7 @@ def run_one(
     episodes: list[Any],
     threshold: float,
     k: int,
+    bonus: float = 1.0,
 ) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -288,7 +289,7 @@ def run_one(
 
     env_id = TASKS[task]
     subgoal_kwargs = None
-    if method == "ppo+subgoal":
+    if method != "ppo":
         det = DSI.load(det_path)
         subgoal_kwargs = {
             "detector": det,
@@ -297,6 +298,7 @@ def run_one(
             "threshold": threshold,
             "gamma": 0.99,
             "exclude_failed": True,
+            "bonus": bonus,
         }
     venv = make_venv(env_id, 8, seed, subgoal_kwargs)
 
@@ -369,8 +371,9 @@ def summarize(out: Path, markdown: Path | None, plot: Path | None) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     curves: dict[str, dict[str, Any]] = {}
+    methods = ["ppo", *sorted({r["method"] for r in rows} - {"ppo"})]
     for task in TASKS:
-        for method in METHODS:
+        for method in methods:
             rs = sorted(
                 (r for r in rows if r["task"] == task and r["method"] == method), key=lambda r: r["seed"]
             )
@@ -434,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-episodes", type=int, default=10)
     p.add_argument("--detector-epochs", type=int, default=12)
     p.add_argument("--threshold", type=float, default=0.99)
+    p.add_argument("--bonus", type=float, default=1.0, help="SubgoalReward bonus (the value of a subgoal)")
     p.add_argument(
         "--k", type=int, default=12, help="critical steps per successful episode (SubgoalReward k)"
     )
@@ -495,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for task in args.tasks:
                 for method in args.methods:
+                    if method != "ppo" and args.bonus != 1.0:
+                        method = f"{method}(bonus={args.bonus:g})"
                     if (task, method, seed) in done:
                         continue
                     r = run_one(
@@ -506,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                         per_task_eps[task],
                         args.threshold,
                         args.k,
+                        args.bonus,
                     )
                     r["load"] = os.getloadavg()[0]
                     with results.open("a") as f:
