@@ -67,8 +67,9 @@ def run_demo(
     _say(
         f"1/4 recording GridWorld episodes: {n_train} train, {n_val} val, {n_test} test -> {out / 'gridworld'}"
     )
+    # length-matched negatives: in the paper's data episode length alone predicts success (see critwrap.gridworld)
     splits = generate_gridworld_splits(
-        out / "gridworld", n_train=n_train, n_val=n_val, n_test=n_test, seed=seed
+        out / "gridworld", n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, negative_length="matched"
     )
     train_eps, val_eps, test_eps = (list(splits[k]) for k in ("train", "val", "test"))
     _say(
