@@ -303,8 +303,8 @@ def test_length_blind_predictor_sees_no_length_in_a_fully_masked_video() -> None
         net.length_blind = False  # the original: LSTM outputs zero-padded after each episode's end
         leaky = net(x, layout, feature_mask=zero)
         assert not torch.allclose(leaky[0], leaky[1])
-        # pixel masking is largely undone by the CNN's instance normalisation: 1% of the frames gives
-        # features far larger than 1% of theirs (what feature masking gives)
+        # a dimmed frame is not a removed one: its CNN features (biases, instance normalisation) stay far
+        # larger than 1% of the frame's features, which is what feature masking gives
         net.length_blind = True
         f_full, f_dim = net.backbone.encode(x), net.backbone.encode(x * 0.01)
         assert f_dim.norm() > 0.2 * f_full.norm()

@@ -35,15 +35,15 @@ Where critwrap deviates from the original code (``AI-Initiative-KAUST/VideoRLCS`
 * **What the predictor sees of a masked video (defaults changed; ``mask_input="frames"``,
   ``length_blind=False`` restore the original).** Measured on the GridWorld (400 training episodes,
   small nets): with the original pipeline the mask collapsed to ~0 while the predictor stayed 91-93%
-  accurate, because (1) the predictor ran each LSTM direction over the episode's own length and
+  accurate, because the predictor ran each LSTM direction over the episode's own length and
   zero-padded the outputs to ``max_length``, so an all-black video still told the linear head its
   length, and on the paper's GridWorld length alone predicts success (85% of failures are 24 steps
-  long; 89% accuracy from length alone); and (2) the CNN's instance normalisation undoes most of a
-  pixel-level scaling: the trained predictor was as accurate on ``0.001 * frames`` as on the frames.
-  So masking frames cost nothing and the L1 term drove the mask to 0. critwrap therefore
+  long; 89% accuracy from length alone). Masking frames cost nothing and the L1 term drove the mask
+  to 0. critwrap therefore
 
   - multiplies each frame's CNN *features* by the mask (``mask_input="features"``): a masked-out frame
-    gives exactly zero input to the LSTMs (the predictor's CNN runs once, without gradients);
+    gives exactly zero input to the LSTMs, the same as a padding step (the predictor's CNN runs once,
+    without gradients; with ``"frames"``, padding steps get the CNN's features of a black frame);
   - runs the predictor's LSTMs over all ``max_length`` steps with padding steps fed the same zero
     input (``length_blind=True``), so a fully masked video carries no trace of its length. The
     detector network is unchanged and still scores episodes of any length.
@@ -135,8 +135,7 @@ class DSIConfig:
             ``"mean"`` or ``"sum"`` over valid frames.
         reverse_loss: ``"ce_uniform"`` (GridWorld code) or ``"mse_uniform"`` (Pong code).
         mask_input: ``"features"`` (default: the mask scales each frame's CNN features in the
-            predictor) or ``"frames"`` (the original: it scales the frames, which instance
-            normalisation largely undoes).
+            predictor) or ``"frames"`` (the original: it scales the frames).
         length_blind: the predictor runs its LSTMs over all ``max_length`` steps, padding steps fed what
             a fully masked frame gives, so a masked video does not reveal its length (default ``True``;
             ``False``: the original, outputs zero-padded after each episode's end).
@@ -1003,7 +1002,7 @@ class DSI(Detector):
 
         ``mask_input="features"`` scales each frame's CNN features (computed once, without gradients:
         the detector's gradient reaches ``m`` through the LSTM and head only); ``"frames"`` scales the
-        frames themselves (the original code), which the CNN's instance normalisation largely undoes.
+        frames themselves (the original code).
         Both videos go through the predictor in one pass.
         """
         torch = _torch()
