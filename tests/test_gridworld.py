@@ -225,4 +225,27 @@ def test_zoo_record_gridworld(tmp_path: Path) -> None:
         == 0
     )
     assert len(EpisodeStore(out2 / "train", create=False)) == 1 and not (out2 / "val").exists()
+    out3 = tmp_path / "matched"
+    assert (
+        main(
+            [
+                "gridworld",
+                "--episodes",
+                "1",
+                "--val",
+                "0",
+                "--test",
+                "0",
+                "--out",
+                str(out3),
+                "--negative-length",
+                "matched",
+                "--no-progress",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    ep = EpisodeStore(out3 / "train", create=False)[0]
+    assert ep.metadata["negative_length"] == "matched" and len(ep) == len(gridworld_episode(0, "positive"))
     assert zoo_main(["record", "gridworld", "--episodes", "1", "--out", str(out2), "--no-progress"]) == 1

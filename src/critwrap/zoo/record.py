@@ -67,6 +67,13 @@ def _configure_gridworld(p: argparse.ArgumentParser) -> None:
         "--positive-fraction", type=float, default=0.5, help="share of positive episodes (default 0.5)"
     )
     p.add_argument("--tile-size", type=int, default=4, help="pixels per grid cell (default 4: 28x28 views)")
+    p.add_argument(
+        "--negative-length",
+        choices=["paper", "matched"],
+        default="paper",
+        help="negatives: the paper's move counts (default) or as long as the positive of the same layout "
+        "(length then says nothing about success; recommended for training DSI)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -93,6 +100,7 @@ def _run_gridworld(args: argparse.Namespace) -> int:
         positive_fraction=args.positive_fraction,
         tile_size=args.tile_size,
         progress=not args.no_progress,
+        negative_length=args.negative_length,
     )
     seconds = time.perf_counter() - start
     if not args.quiet:
