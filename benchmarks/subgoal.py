@@ -281,6 +281,7 @@ def run_one(
     threshold: float,
     k: int,
     bonus: float = 1.0,
+    potential_based: bool = True,
 ) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -299,6 +300,7 @@ def run_one(
             "gamma": 0.99,
             "exclude_failed": True,
             "bonus": bonus,
+            "potential_based": potential_based,
         }
     venv = make_venv(env_id, 8, seed, subgoal_kwargs)
 
@@ -438,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detector-epochs", type=int, default=12)
     p.add_argument("--threshold", type=float, default=0.99)
     p.add_argument("--bonus", type=float, default=1.0, help="SubgoalReward bonus (the value of a subgoal)")
+    p.add_argument("--plain", action="store_true", help="potential_based=False: a plain bonus")
     p.add_argument(
         "--k", type=int, default=12, help="critical steps per successful episode (SubgoalReward k)"
     )
@@ -499,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for task in args.tasks:
                 for method in args.methods:
+                    if method != "ppo" and args.plain:
+                        method = f"{method}-plain"
                     if method != "ppo" and args.bonus != 1.0:
                         method = f"{method}(bonus={args.bonus:g})"
                     if (task, method, seed) in done:
@@ -513,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.threshold,
                         args.k,
                         args.bonus,
+                        not args.plain,
                     )
                     r["load"] = os.getloadavg()[0]
                     with results.open("a") as f:
