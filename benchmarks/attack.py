@@ -91,7 +91,8 @@ def train_victim(args: argparse.Namespace) -> tuple[Path, float]:
         hyperparams=str(yml),
         log_dir=str(args.out / "victim"),
         seed=0,
-        save_freq=0,
+        save_freq=args.save_freq,
+        keep_checkpoints=10_000,
         eval_freq=0,
         num_threads=1,
         overwrite=True,
@@ -101,35 +102,41 @@ def train_victim(args: argparse.Namespace) -> tuple[Path, float]:
     return Path(result.run_dir), seconds
 
 
-def record_data(args: argparse.Namespace, env: Any, victim: Any) -> Path:
+def record_data(args: argparse.Namespace, env: Any, victim: Any, run: Path) -> Path:
+    """Episodes of the victim (and of its earlier checkpoints, ``--data-checkpoints``) with epsilon mixing."""
+    from critwrap.attack import Victim
     from critwrap.episodes import Episode, EpisodeStore
+    from critwrap.zoo.algos import get_algo_class
 
-    root = args.out / f"data_{args.data_episodes}_eps{args.data_epsilon}"
+    ckpts = [int(c) for c in args.data_checkpoints.split(",") if c.strip()] if args.data_checkpoints else []
+    tag = f"_ck{'-'.join(str(c // 1000) for c in ckpts)}" if ckpts else ""
+    root = args.out / f"data_{args.data_episodes}_eps{args.data_epsilon}{tag}"
     if (root / "done").is_file():
         log(f"data: reusing {root}")
         return root
+    agents = [victim]
+    for steps in ckpts:
+        path = run / "checkpoints" / f"rl_model_{steps}_steps.zip"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: train the victim with --save-freq dividing {steps}")
+        agents.append(Victim(get_algo_class("ppo").load(str(path), device="cpu")))
     store = EpisodeStore(root)
     rng = np.random.default_rng(0)
     t = time.perf_counter()
     for i in range(len(store), args.data_episodes):
+        agent = agents[i % len(agents)]
         obs, _ = env.reset(seed=DATA_SEED + i)
         frames, ret = [], 0.0
         while True:
             frames.append(pov(env, obs))
-            action = (
-                victim.act(obs)
-                if rng.random() >= args.data_epsilon
-                else int(rng.integers(env.action_space.n))
-            )
+            explore = rng.random() < args.data_epsilon
+            action = int(rng.integers(env.action_space.n)) if explore else agent.act(obs)
             obs, reward, terminated, truncated, _ = env.step(action)
             ret += float(reward)
             if terminated or truncated:
                 break
-        store.append(
-            Episode(
-                np.stack(frames), episode_return=ret, label=int(ret > 0), metadata={"seed": DATA_SEED + i}
-            )
-        )
+        meta = {"seed": DATA_SEED + i, "agent": i % len(agents)}
+        store.append(Episode(np.stack(frames), episode_return=ret, label=int(ret > 0), metadata=meta))
     (root / "done").write_text("ok\n")
     labels = [e.label for e in store]
     log(
@@ -142,7 +149,7 @@ def train_dsi(args: argparse.Namespace, data: Path) -> tuple[Any, dict[str, Any]
     from critwrap.detectors.dsi import DSI
     from critwrap.episodes import EpisodeStore
 
-    out = args.out / f"dsi_e{args.dsi_epochs}_s{args.dsi_seed}"
+    out = data / f"dsi_e{args.dsi_epochs}_s{args.dsi_seed}_l1{args.dsi_l1}{args.dsi_l1_reduction}"
     if (out / "config.json").is_file():
         log(f"dsi: reusing {out}")
         info = json.loads((out / "fit_info.json").read_text()) if (out / "fit_info.json").is_file() else {}
@@ -156,6 +163,8 @@ def train_dsi(args: argparse.Namespace, data: Path) -> tuple[Any, dict[str, Any]
         lr=args.dsi_lr,
         max_length=max(len(e) for e in episodes),
         seed=args.dsi_seed,
+        l1=args.dsi_l1,
+        l1_reduction=args.dsi_l1_reduction,
     )
     t = time.perf_counter()
     det.fit(episodes, epochs=args.dsi_epochs, progress=False, seed=args.dsi_seed)
@@ -199,17 +208,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ppo-steps", type=int, default=120_000)
     p.add_argument("--data-episodes", type=int, default=1500)
     p.add_argument("--data-epsilon", type=float, default=0.5)
+    p.add_argument(
+        "--data-checkpoints",
+        default="",
+        help="comma-separated checkpoint steps of the victim's run whose episodes join the detector data",
+    )
+    p.add_argument("--save-freq", type=int, default=10_000, help="victim checkpoint frequency")
     p.add_argument("--dsi-epochs", type=int, default=8)
     p.add_argument("--dsi-channels", default="16,32,32,64,64")
     p.add_argument("--dsi-lstm", type=int, default=32)
     p.add_argument("--dsi-lr", type=float, default=1e-3)
     p.add_argument("--dsi-seed", type=int, default=0)
+    p.add_argument("--dsi-l1", type=float, default=5e-3, help="weight of the mask's L1 term (paper: 5e-3)")
+    p.add_argument(
+        "--dsi-l1-reduction", default="original", choices=["original", "mean", "sum"], help="see DSIConfig"
+    )
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="first evaluation seed")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--fgsm-epsilon", type=float, default=1.0, help="0: no FGSM rows")
     p.add_argument("--no-oracle", action="store_true")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--tag", default="", help="results_<tag>.json / .md (several detector settings side by side)"
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -225,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded = resolve_model(str(run), None, None, [], "cpu")
     env = make_attack_env(loaded)
     victim = Victim(loaded.model)
-    data = record_data(args, env, victim)
+    data = record_data(args, env, victim, run)
     det, fit_info = train_dsi(args, data)
 
     t = time.perf_counter()
@@ -237,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         f"length {lengths.mean():.1f} (min {lengths.min()}, max {lengths.max()}), {time.perf_counter() - t:.0f} s"
     )
     cache: dict[tuple[Any, ...], np.ndarray] = {}
+    cache_file = args.out / "oracle_cache.json"
+    if cache_file.is_file():
+        cache = {tuple(json.loads(k)): np.asarray(v) for k, v in json.loads(cache_file.read_text()).items()}
     rankers = {} if args.no_oracle else {"oracle": lambda c: oracle_scores(env, victim, c, cache)}
     results: dict[str, Any] = {"reports": []}
     md: list[str] = []
@@ -295,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         critical_frac = float(np.mean([np.mean(oracle_scores(env, victim, c, cache) > 0.1) for c in clean]))
     else:
         critical_frac = float("nan")
+    cache_file.write_text(json.dumps({json.dumps(list(k)): v.tolist() for k, v in cache.items()}))
     wall = time.perf_counter() - t_start
     cpu = time.process_time() - cpu0
     meta = {
@@ -313,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     results.update(meta)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    (args.out / f"results{'_' + args.tag if args.tag else ''}.json").write_text(
+        json.dumps(results, indent=1, default=float)
+    )
     head = [
         "| perturbation | k | detector drop [95% CI] | random drop | victim drop | oracle drop | detector / random |",
         "|---|---|---|---|---|---|---|",
@@ -340,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             *md,
         ]
     )
-    (args.out / "results.md").write_text(text + "\n")
+    (args.out / f"results{'_' + args.tag if args.tag else ''}.md").write_text(text + "\n")
     print(text)
     return 0
 
