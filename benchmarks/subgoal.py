@@ -364,6 +364,15 @@ def run_one(
 # ---- summary ---------------------------------------------------------------------------------------------
 
 
+def _ffill(curve: list[float]) -> np.ndarray:
+    """A window without any episode end keeps the previous window's success rate (0 before the first)."""
+    out, last = [], 0.0
+    for c in curve:
+        last = last if c != c else c  # NaN: no episode ended in this window
+        out.append(last)
+    return np.asarray(out)
+
+
 def summarize(out: Path, markdown: Path | None, plot: Path | None) -> str:
     from critwrap.evaluation.aggregate import aggregate_estimates, sample_efficiency
 
@@ -398,7 +407,7 @@ def summarize(out: Path, markdown: Path | None, plot: Path | None) -> str:
                 f"| {task} | {rs[0]['steps']} | {method} | {len(rs)} | {est.point:.2f} [{est.low:.2f}, {est.high:.2f}] "
                 f"| {scores.mean():.2f} | {reach_txt} | {sps:.0f} |"
             )
-            arr = np.array([np.nan_to_num(r["curve"], nan=0.0) for r in rs])[:, None, :]
+            arr = np.array([_ffill(r["curve"]) for r in rs])[:, None, :]
             curves.setdefault(task, {})[method] = (np.array(rs[0]["curve_steps"]), arr)
     table = "\n".join(lines)
     if markdown is not None:
