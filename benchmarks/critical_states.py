@@ -72,13 +72,30 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
     t0 = time.time()
     c0 = time.process_time()
     det = DSI(**_dsi_kwargs(args), seed=seed)
+    val_truth = [e.metadata["critical_steps"] for e in val]
+    best: dict[str, Any] = {"top_m": -1.0, "epoch": -1, "state": None, "curve": []}
+
+    def keep_best(d: Any, record: dict[str, float]) -> None:
+        """--select-epoch: keep the weights of the epoch with the best validation top-m precision."""
+        from critwrap.detectors.metrics import top_m_precision
+
+        tm = float(top_m_precision(d.score_batch([e.frames for e in val]), val_truth))
+        best["curve"].append(round(tm, 4))
+        if tm > best["top_m"]:
+            best.update(
+                top_m=tm, epoch=int(record["epoch"]), state={k: v.copy() for k, v in d._get_state().items()}
+            )
+
     det.fit(
         train,
         epochs=args["epochs"],
         progress=args["jobs"] == 1,
         seed=seed,
         tensorboard_log=str(out / f"tb_seed{seed}"),
+        callback=keep_best if args["select_epoch"] else None,
     )
+    if best["state"] is not None:
+        det._set_state(best["state"])
     train_s, train_cpu = time.time() - t0, time.process_time() - c0
     det.save(out / f"dsi_seed{seed}")
     t1 = time.time()
@@ -91,6 +108,8 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
         "train_cpu_seconds": train_cpu,
         "train_frames_per_second": float(det.fit_stats.get("frames_per_s", np.nan)),
         "score_frames_per_second": n_frames / max(score_s, 1e-9),
+        "selected_epoch": best["epoch"],
+        "val_top_m_per_epoch": best["curve"],
     }
     grid = args["grid"]
     rows = {
@@ -130,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-input", default=None, choices=["features", "frames"])
     p.add_argument("--mask-sampling", default=None, choices=["bernoulli", "soft"])
     p.add_argument("--no-length-blind", action="store_true", help="the original predictor padding")
+    p.add_argument(
+        "--select-epoch",
+        action="store_true",
+        help="keep the epoch with the best top-m precision on the validation positives (not the last)",
+    )
     p.add_argument("--grid", default="fine", choices=["fine", "paper"], help="thresholds tried on validation")
     p.add_argument("--markdown", default=None, help="write the result table to this Markdown file")
     args = p.parse_args(argv)
@@ -212,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"DSI training: {tr:.0f} s wall and {tr_cpu:.0f} CPU-s per seed ({fps:.0f} frames/s), "
             f"{args.jobs} seed(s) at once; scoring {sfps:.0f} frames/s; "
-            f"{args.threads} torch thread(s) per process on `{platform.processor() or platform.machine()}`, "
+            + (
+                f"epoch kept (best validation top-m, 0-based): {[t['selected_epoch'] for t in timing]}, "
+                f"validation top-m per epoch: {[t['val_top_m_per_epoch'] for t in timing]}; "
+                if args.select_epoch
+                else ""
+            )
+            + f"{args.threads} torch thread(s) per process on `{platform.processor() or platform.machine()}`, "
             f"{os.cpu_count()} CPUs shared with other jobs, no GPU; load average at the start {load0:.1f}, "
             f"at the end {os.getloadavg()[0]:.1f}.",
             "",
