@@ -296,7 +296,9 @@ def aggregate(results: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]
     return {"raw": est_raw, "hns": est_hns, "poi": poi, "variants": variants, "human_random": (lo, hi)}
 
 
-def markdown(args: argparse.Namespace, det: dict[str, Any], results: list[dict[str, Any]], agg: dict[str, Any]) -> str:
+def markdown(
+    args: argparse.Namespace, det: dict[str, Any], results: list[dict[str, Any]], agg: dict[str, Any]
+) -> str:
     lines = [
         "## Seaquest: critical n-step replay (DSI policy improvement)",
         "",
@@ -317,7 +319,9 @@ def markdown(args: argparse.Namespace, det: dict[str, Any], results: list[dict[s
     ]
     for v in agg["variants"]:
         r, h = agg["raw"][v], agg["hns"][v]
-        per_seed = ", ".join(f"{x['score']:.0f}" for x in sorted(results, key=lambda x: x["seed"]) if x["variant"] == v)
+        per_seed = ", ".join(
+            f"{x['score']:.0f}" for x in sorted(results, key=lambda x: x["seed"]) if x["variant"] == v
+        )
         lines.append(f"| {v} | {r['IQM']} | {r['Mean']} | {h['IQM']} | {per_seed} |")
     lines += ["", "Probability of improvement (raw scores, 95% CI):", ""]
     for (x, y), e in agg["poi"].items():
