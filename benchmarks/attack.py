@@ -110,6 +110,8 @@ def record_data(args: argparse.Namespace, env: Any, victim: Any, run: Path) -> P
 
     ckpts = [int(c) for c in args.data_checkpoints.split(",") if c.strip()] if args.data_checkpoints else []
     tag = f"_ck{'-'.join(str(c // 1000) for c in ckpts)}" if ckpts else ""
+    if args.data_deviation_steps:
+        tag += f"_dev{args.data_deviation_steps}"
     root = args.out / f"data_{args.data_episodes}_eps{args.data_epsilon}{tag}"
     if (root / "done").is_file():
         log(f"data: reusing {root}")
@@ -127,10 +129,14 @@ def record_data(args: argparse.Namespace, env: Any, victim: Any, run: Path) -> P
         agent = agents[i % len(agents)]
         obs, _ = env.reset(seed=DATA_SEED + i)
         frames, ret = [], 0.0
+        deviate = int(rng.integers(args.data_deviation_steps)) if args.data_deviation_steps else -1
         while True:
             frames.append(pov(env, obs))
             explore = rng.random() < args.data_epsilon
             action = int(rng.integers(env.action_space.n)) if explore else agent.act(obs)
+            if len(frames) - 1 == deviate:  # one random *different* action: the attack's own perturbation
+                other = int(rng.integers(env.action_space.n - 1))
+                action = other + (other >= int(action))
             obs, reward, terminated, truncated, _ = env.step(action)
             ret += float(reward)
             if terminated or truncated:
@@ -214,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated checkpoint steps of the victim's run whose episodes join the detector data",
     )
     p.add_argument("--save-freq", type=int, default=10_000, help="victim checkpoint frequency")
+    p.add_argument(
+        "--data-deviation-steps",
+        type=int,
+        default=0,
+        help="N > 0: in each data episode, one random different action at a step drawn from 0..N-1",
+    )
     p.add_argument("--dsi-epochs", type=int, default=8)
     p.add_argument("--dsi-channels", default="16,32,32,64,64")
     p.add_argument("--dsi-lstm", type=int, default=32)
