@@ -419,17 +419,18 @@ def summarize(out: Path, markdown: Path | None, plot: Path | None) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(curves), figsize=(4.4 * len(curves), 3.4), squeeze=False)
+        colors = {m: f"C{i}" for i, m in enumerate(methods)}
         for ax, (task, per_method) in zip(axes[0], curves.items(), strict=True):
             est_curves = sample_efficiency(per_method, reps=1000, seed=0)
             for method, ce in est_curves.items():
-                ax.plot(ce.steps, ce.point, label=method)
-                ax.fill_between(ce.steps, ce.low, ce.high, alpha=0.25)
+                ax.plot(ce.steps, ce.point, label=method, color=colors[method])
+                ax.fill_between(ce.steps, ce.low, ce.high, alpha=0.2, color=colors[method])
             ax.set_title(task)
             ax.set_xlabel("environment steps")
             ax.set_ylim(-0.02, 1.02)
         axes[0][0].set_ylabel("success rate (IQM, 95% CI)")
-        axes[0][-1].legend(loc="upper left")
+        axes[0][0].legend(loc="upper left", fontsize=8)
         fig.tight_layout()
         plot.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(plot, dpi=110)
