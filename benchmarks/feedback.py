@@ -33,6 +33,10 @@ Usage (about 30 min wall-clock on the 2 shared cores here, with the defaults)::
 
     nohup python benchmarks/feedback.py --out bench_out/feedback > bench_out/feedback.log 2>&1 &
     python benchmarks/feedback.py --out /tmp/fb_quick --quick      # a few-minute smoke run (LavaGapS5)
+    # the 2-epoch re-run with three FDT loss variants, on the same agents / data / labels (two processes,
+    # then one for the evaluation; see docs/benchmarks_feedback.md)
+    python benchmarks/feedback.py --out bench_out/feedback --offline-dir offline_2ep --max-steps 0 --epochs 2 \
+        --budgets 3000 --feedback-modes best-action positive-only fallback --shard 0/2   # and 1/2, then no --shard
 
 Results: ``OUT/results.json`` and ``OUT/results.md`` (the table for docs/benchmarks.md).
 """
