@@ -50,6 +50,9 @@ Where critwrap deviates from the original code (``AI-Initiative-KAUST/VideoRLCS`
 
   Neither removes a length cue from the *clean* videos the predictor learns from; for that the
   GridWorld generator has length-matched negatives (:mod:`critwrap.gridworld`, ``negative_length``).
+  On length-matched data the original pipeline ranked critical frames as well as these defaults (within
+  the spread of 3 seeds; ``docs/benchmarks_critical_states.md``): the data and choosing the epoch on
+  validation are what mattered there.
   ``mask_sampling="bernoulli"`` (0/1 masks drawn from the soft mask, straight-through gradients) is
   available; it did not help in our measurements (see ``docs/benchmarks_critical_states.md``).
 
