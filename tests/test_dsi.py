@@ -158,6 +158,26 @@ def test_save_load_gives_identical_scores(fitted: tuple[DSI, list[Episode]], tmp
         np.testing.assert_array_equal(loaded.predict([eps[0].frames]), det.predict([eps[0].frames]))
 
 
+def test_checkpoint_from_before_the_new_defaults_loads_with_its_own_behaviour(tmp_path) -> None:
+    torch.set_num_threads(1)
+    eps = random_episodes(8)
+    old = DSI(**TINY, mask_input="frames", length_blind=False).fit(eps, epochs=1, progress=False, seed=0)
+    old.save(tmp_path / "old")
+    cfg_path = tmp_path / "old" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    for key in ("mask_input", "length_blind", "mask_sampling"):  # what a checkpoint of that time holds
+        cfg["config"].pop(key, None)
+    cfg_path.write_text(json.dumps(cfg))
+    loaded = DSI.load(tmp_path / "old")
+    assert loaded.config.mask_input == "frames" and loaded.config.length_blind is False
+    frames = [ep.frames for ep in eps[:3]]
+    np.testing.assert_allclose(
+        loaded.predict(frames, masked=True), old.predict(frames, masked=True), atol=1e-6
+    )
+    # a DSI made today still gets today's defaults
+    assert DSI(**TINY).config.mask_input == "features" and DSI(**TINY).config.length_blind is True
+
+
 def test_loading_other_detectors_and_newer_formats_fails(fitted: tuple[DSI, list[Episode]], tmp_path) -> None:
     RandomDetector(seed=0).save(tmp_path / "random")
     with pytest.raises(DetectorFormatError, match="RandomDetector"):

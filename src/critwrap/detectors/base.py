@@ -56,6 +56,15 @@ class Detector(ABC):
         """Score many episodes in one call (learned detectors batch them through the network)."""
         return [self.score(np.asarray(frames)) for frames in episodes]
 
+    @classmethod
+    def _upgrade_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Map a saved config from an older critwrap to today's settings (default: unchanged).
+
+        Override when a new setting's default differs from what older checkpoints were trained with,
+        so that they load with the behaviour they were saved with.
+        """
+        return config
+
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """Per-frame features ``(T, ...) -> (T, D)`` float32, used to match subgoal states.
 
@@ -162,7 +171,7 @@ def load_detector(path: str | os.PathLike[str], expected: type | None = None) ->
     cls = registry.resolve("detectors", cfg["detector"])
     if expected is not None and not issubclass(cls, expected):
         raise DetectorFormatError(f"{root} holds a {cls.__name__}, not a {expected.__name__}")
-    det: Detector = cls(**cfg.get("config", {}))
+    det: Detector = cls(**cls._upgrade_config(dict(cfg.get("config", {}))))
     weights = root / "weights.safetensors"
     try:
         state = load_file(str(weights)) if weights.is_file() else {}

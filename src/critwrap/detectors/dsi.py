@@ -585,6 +585,20 @@ class DSI(Detector):
         if self._shape_known():
             self._build_nets()
 
+    # Settings added after the first release whose new defaults differ from what checkpoints saved
+    # before them were trained with: a config without the key loads with the old behaviour.
+    _PRE_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "mask_input": "frames",
+        "length_blind": False,
+        "mask_sampling": "soft",
+    }
+
+    @classmethod
+    def _upgrade_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        for key, old in cls._PRE_DEFAULTS.items():
+            config.setdefault(key, old)
+        return config
+
     # ---- helpers ---------------------------------------------------------------------------------
     def _shape_known(self) -> bool:
         c = self.config
