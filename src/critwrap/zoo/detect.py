@@ -260,9 +260,17 @@ def render_strip(
         for i, t in enumerate(sorted({int(x) for x in truth})):
             ax_plot.axvline(t, color="tab:green", alpha=0.5, lw=2, label="true critical" if i == 0 else None)
     ax_plot.set_xlim(-0.5, T - 0.5)
-    ax_plot.set_ylim(-0.02, 1.02 if s.max() <= 1 else float(s.max()) * 1.05)
+    lo, hi = float(s.min()), float(s.max())
+    if s.size and hi - lo < 0.2 and 0 <= lo and hi <= 1:
+        # a mask that sits near one level (e.g. saturated at ~0.95) would draw as a flat line on 0..1:
+        # zoom to the scores so their ranking, which picks the critical frames, stays visible
+        margin = max(0.1 * (hi - lo), 1e-3)
+        ax_plot.set_ylim(lo - margin, hi + margin)
+        ax_plot.set_ylabel("score (zoomed)")
+    else:
+        ax_plot.set_ylim(-0.02, 1.02 if hi <= 1 else hi * 1.05)
+        ax_plot.set_ylabel("score")
     ax_plot.set_xlabel("step")
-    ax_plot.set_ylabel("score")
     ax_plot.legend(fontsize=7, loc="upper right")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
