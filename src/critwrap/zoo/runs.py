@@ -30,6 +30,10 @@ Layout::
         enjoy_<timestamp>.json  written by ``python -m critwrap.zoo enjoy`` (same fields; "video" with
                            ``--record``)
         videos/enjoy_<timestamp>.mp4   written by ``enjoy --record``
+        attack_<timestamp>.json / .csv  written by ``python -m critwrap.zoo attack`` (the attack table:
+                           clean and attacked returns, drops, win rates, flipped wins per method)
+        detector/refresh-<k>/, detector/latest/   detectors saved by the ``detector-refresh``
+                           callback (added by ``train --buffer critical-nstep`` without ``--detector``)
 
 A run is identified by ``(experiment, algo, env, variant, seed)``, stored in ``config.json`` (and
 mirrored by the path). It is complete when ``status.json`` says ``finished`` and
@@ -40,7 +44,8 @@ and ``python -m critwrap.zoo sweep`` fills it (see those modules).
 ``<env>`` is the environment name as given, with ``/`` replaced by ``-`` (``ALE/Pong-v5`` ->
 ``ALE-Pong-v5``). ``<variant>`` is ``base`` when no ``--wrapper`` / ``--callback`` was given on the
 command line, else a slug of their names plus a short hash of their arguments
-(``record-episodes+episode-recorder-1a2b3c``), or the ``--variant`` given. Wrappers and callbacks
+(``record-episodes+episode-recorder-1a2b3c``; a ``--buffer NAME`` adds ``buffer-NAME``), or the
+``--variant`` given. Wrappers and callbacks
 from the YAML entry belong to the hyperparameters and do not change the variant.
 
 Example:
