@@ -11,6 +11,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+if "discounts" not in ReplayBufferSamples._fields:  # SB3 < 2.7 (tox -e oldest): see test_buffers_compat.py
+    pytest.skip("the n-step tests need stable-baselines3 >= 2.7", allow_module_level=True)
+
 from stable_baselines3.common.buffers import NStepReplayBuffer
 
 from critwrap.buffers import CriticalNStepReplayBuffer, UnsupportedAlgorithmError

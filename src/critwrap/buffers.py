@@ -147,6 +147,14 @@ class CriticalNStepReplayBuffer(ReplayBuffer):
         score_window: int | None = None,
         check_algorithm: bool = True,
     ) -> None:
+        if "discounts" not in ReplayBufferSamples._fields:
+            import stable_baselines3
+
+            raise ImportError(
+                "CriticalNStepReplayBuffer needs stable-baselines3 >= 2.7 (its DQN reads the per-sample "
+                f"discounts gamma^n that n-step buffers return); installed: {stable_baselines3.__version__}. "
+                "Upgrade with: pip install 'stable-baselines3>=2.7' 'sb3-contrib>=2.7'"
+            )
         algo = _constructing_algorithm()
         if check_algorithm and algo is not None:
             self._check_algorithm(algo)

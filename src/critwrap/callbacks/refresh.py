@@ -122,6 +122,18 @@ def _resolve_detector(
     )
 
 
+def _wrappers_with_set_detector(env: Any) -> list[Any]:
+    """The wrappers in ``env``'s chain (outermost first) whose class defines ``set_detector``."""
+    found = []
+    seen = 0
+    while env is not None and seen < 1000:
+        if callable(getattr(type(env), "set_detector", None)):
+            found.append(env)
+        env = env.__dict__.get("env")  # gymnasium.Wrapper.env; the base env has none
+        seen += 1
+    return found
+
+
 class DetectorRefresh(EpisodeRecorderCallback):
     """Refit (or fine-tune) a detector on recent training episodes every ``every`` steps and hot-swap it.
 
@@ -262,10 +274,18 @@ class DetectorRefresh(EpisodeRecorderCallback):
                 twins.append(inner)
             inner = inner.venv
         self._env_targets = twins
-        try:
-            self._wrappers_in_envs = bool(inner.has_attr("set_detector"))
-        except Exception:
-            self._wrappers_in_envs = False
+        # in-process envs: walk each env's wrapper chain ourselves (VecEnv.env_method only reaches inner
+        # wrappers on SB3 versions that forward through get_wrapper_attr)
+        self._env_wrappers: list[Any] = []
+        if isinstance(inner, DummyVecEnv):
+            for env in inner.envs:
+                self._env_wrappers.extend(_wrappers_with_set_detector(env))
+            self._wrappers_in_envs = bool(self._env_wrappers)
+        else:
+            try:
+                self._wrappers_in_envs = bool(inner.has_attr("set_detector"))
+            except Exception:
+                self._wrappers_in_envs = False
         self._check_observations()
         super()._init_callback()
         if self._recent is None:  # a second learn() call keeps the episodes recorded so far
@@ -484,6 +504,10 @@ class DetectorRefresh(EpisodeRecorderCallback):
         for twin in self._env_targets:
             twin.set_detector(det, episodes=episodes)  # type: ignore[attr-defined]
         if not self._wrappers_in_envs:
+            return
+        if self._env_wrappers:
+            for wrapper in self._env_wrappers:
+                wrapper.set_detector(det, episodes=episodes)
             return
         inner: VecEnv = self.training_env
         while isinstance(inner, VecEnvWrapper):
