@@ -259,3 +259,44 @@ def test_recent_episodes_are_bounded_in_frames() -> None:
     recent = cb._recent
     assert recent is not None and cb.episodes_recorded > len(recent.episodes) >= 1
     assert recent.frames <= 60 or len(recent.episodes) == 1
+
+
+class LoadingSwapRecorder(gym.Wrapper[Any, Any, Any, Any]):
+    """In another process the detector arrives as a saved directory: load it there and record it."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        self.swaps: list[tuple[str, int]] = []
+
+    def set_detector(self, detector: Any, episodes: Any = None) -> None:
+        from critwrap.detectors.base import load_detector
+
+        loaded = load_detector(detector) if isinstance(detector, str) else detector
+        self.swaps.append((type(loaded).__name__, len(episodes)))
+
+
+def _subproc_env() -> gym.Env[Any, Any]:
+    from stable_baselines3.common.monitor import Monitor
+
+    return Monitor(LoadingSwapRecorder(critwrap.make(ENV)))  # the swap target is not the outermost wrapper
+
+
+@pytest.mark.skipif(
+    not hasattr(VecEnv, "has_attr"), reason="this SB3 cannot reach inner wrappers of subprocess envs (warns)"
+)
+def test_subproc_envs_get_a_saved_copy_of_the_detector(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    venv = SubprocVecEnv([_subproc_env] * 2, start_method="fork")
+    try:
+        det = tiny_dsi()
+        cb = DetectorRefresh(det, every=128, min_episodes=2, max_episodes=6, epochs=1, finetune_epochs=1)
+        model = PPO("CnnPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+        model.set_logger(configure(str(tmp_path), ["csv"]))
+        model.learn(256, callback=cb)
+        assert cb.refreshes >= 1
+        for swaps in venv.env_method("get_wrapper_attr", "swaps"):
+            assert len(swaps) == cb.refreshes and all(name == "DSI" and n >= 2 for name, n in swaps)
+    finally:
+        venv.close()

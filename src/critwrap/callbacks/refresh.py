@@ -284,8 +284,15 @@ class DetectorRefresh(EpisodeRecorderCallback):
         else:
             try:
                 self._wrappers_in_envs = bool(inner.has_attr("set_detector"))
-            except Exception:
+            except Exception as exc:
                 self._wrappers_in_envs = False
+                if self.update_envs:
+                    warnings.warn(
+                        f"DetectorRefresh cannot ask the envs of this {type(inner).__name__} whether a wrapper "
+                        f"has set_detector ({type(exc).__name__}: {exc}); env wrappers will not be updated. "
+                        "Use a DummyVecEnv or stable-baselines3 >= 2.7.",
+                        stacklevel=2,
+                    )
         self._check_observations()
         super()._init_callback()
         if self._recent is None:  # a second learn() call keeps the episodes recorded so far
