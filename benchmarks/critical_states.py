@@ -77,9 +77,17 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
 
     def keep_best(d: Any, record: dict[str, float]) -> None:
         """--select-epoch: keep the weights of the epoch with the best validation top-m precision."""
-        from critwrap.detectors.metrics import top_m_precision
+        from critwrap.detectors.metrics import choose_threshold, top_m_precision
 
-        tm = float(top_m_precision(d.score_batch([e.frames for e in val]), val_truth))
+        val_scores = d.score_batch([e.frames for e in val])
+        if args.get("select_by", "top-m") == "f1":  # validation F1@2 at its best validation threshold
+            pooled = np.concatenate(val_scores)
+            grid = np.unique(
+                np.concatenate([np.linspace(0, 1, 101), np.percentile(pooled, np.arange(1, 100))])
+            )
+            tm = float(choose_threshold(val_scores, val_truth, 2, grid)[1])
+        else:
+            tm = float(top_m_precision(val_scores, val_truth))
         best["curve"].append(round(tm, 4))
         if tm > best["top_m"]:
             best.update(
@@ -153,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         "--select-epoch",
         action="store_true",
         help="keep the epoch with the best top-m precision on the validation positives (not the last)",
+    )
+    p.add_argument(
+        "--select-by",
+        default="top-m",
+        choices=["top-m", "f1"],
+        help="--select-epoch criterion: validation top-m precision (default) or validation F1@2 at the best "
+        "validation threshold (fine grid)",
     )
     p.add_argument("--grid", default="fine", choices=["fine", "paper"], help="thresholds tried on validation")
     p.add_argument("--markdown", default=None, help="write the result table to this Markdown file")
@@ -237,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             f"DSI training: {tr:.0f} s wall and {tr_cpu:.0f} CPU-s per seed ({fps:.0f} frames/s), "
             f"{args.jobs} seed(s) at once; scoring {sfps:.0f} frames/s; "
             + (
-                f"epoch kept (best validation top-m, 0-based): {[t['selected_epoch'] for t in timing]}, "
-                f"validation top-m per epoch: {[t['val_top_m_per_epoch'] for t in timing]}; "
+                f"epoch kept (best validation {args.select_by}, 0-based): {[t['selected_epoch'] for t in timing]}, "
+                f"validation {args.select_by} per epoch: {[t['val_top_m_per_epoch'] for t in timing]}; "
                 if args.select_epoch
                 else ""
             )
