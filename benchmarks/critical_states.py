@@ -48,6 +48,8 @@ def _dsi_kwargs(args: dict[str, Any]) -> dict[str, Any]:
     for name in ("l1", "l1_reduction", "mask_input", "mask_sampling"):
         if args.get(name) is not None:
             kw[name] = args[name]
+    if args.get("l1_schedule"):
+        kw["l1"] = float(args["l1_schedule"][0])
     if args.get("no_length_blind"):
         kw["length_blind"] = False
     return kw
@@ -89,10 +91,13 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
         else:
             tm = float(top_m_precision(val_scores, val_truth))
         best["curve"].append(round(tm, 4))
-        if tm > best["top_m"]:
+        if tm > best["top_m"] and args["select_epoch"]:
             best.update(
                 top_m=tm, epoch=int(record["epoch"]), state={k: v.copy() for k, v in d._get_state().items()}
             )
+        schedule = args.get("l1_schedule")
+        if schedule and int(record["epoch"]) + 1 < len(schedule):  # the L1 weight of the next epoch
+            d.config.l1 = float(schedule[int(record["epoch"]) + 1])
 
     det.fit(
         train,
@@ -100,7 +105,7 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
         progress=args["jobs"] == 1,
         seed=seed,
         tensorboard_log=str(out / f"tb_seed{seed}"),
-        callback=keep_best if args["select_epoch"] else None,
+        callback=keep_best if args["select_epoch"] or args.get("l1_schedule") else None,
     )
     if best["state"] is not None:
         det._set_state(best["state"])
@@ -153,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         help="GridWorld negatives: as long as the positive of the same layout (default) or the paper's 24 moves",
     )
     p.add_argument("--l1", type=float, default=None, help="DSI L1 weight (default: DSIConfig's)")
+    p.add_argument(
+        "--l1-schedule",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=None,
+        help="DSI L1 weight per epoch, comma-separated (the last one holds for the remaining epochs); "
+        "overrides --l1",
+    )
     p.add_argument("--l1-reduction", default=None, choices=["original", "mean", "sum"])
     p.add_argument("--mask-input", default=None, choices=["features", "frames"])
     p.add_argument("--mask-sampling", default=None, choices=["bernoulli", "soft"])
