@@ -70,7 +70,7 @@ PPO_YAML = """\
     net_arch: [64, 64]
     normalize_images: false
   env_kwargs: {{preprocess: false}}
-  env_wrapper: ["minigrid.wrappers:ImgObsWrapper"]
+  env_wrapper: ["minigrid.wrappers:ImgObsWrapper"{extra_wrappers}]
 """
 
 
@@ -84,6 +84,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=Path("bench_out/feedback"))
     p.add_argument("--env", default="MiniGrid-LavaGapS6-v0")
+    p.add_argument(
+        "--movement-only",
+        action="store_true",
+        help="restrict the agents (and so the data and the offline policies) to MiniGrid's 3 movement "
+        "actions with the 'action-subset' wrapper (the other 4 are no-ops in LavaGap)",
+    )
     p.add_argument("--ppo-steps", type=int, default=200_000)
     p.add_argument("--save-freq", type=int, default=10_000)
     p.add_argument("--agent-eval-episodes", type=int, default=24)
@@ -153,7 +159,11 @@ def train_agents(args: argparse.Namespace) -> Path:
 
     yml = args.out / "ppo.yml"
     yml.parent.mkdir(parents=True, exist_ok=True)
-    yml.write_text(PPO_YAML.format(env=args.env, steps=args.ppo_steps))
+    extra = ', {"action-subset": {"actions": [0, 1, 2]}}' if args.movement_only else ""
+    text = PPO_YAML.format(env=args.env, steps=args.ppo_steps, extra_wrappers=extra)
+    if yml.is_file() and yml.read_text() != text and (args.out / "agents").exists():
+        raise SystemExit(f"{yml} holds other agent settings; use another --out for this run")
+    yml.write_text(text)
     run = args.out / "agents" / "default" / "ppo" / args.env / "base" / "seed_0"
     if (run / "model.zip").is_file():
         log(f"agents: reusing {run}")

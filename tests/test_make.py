@@ -317,6 +317,11 @@ WRAPPER_CASES: dict[str, WrapperCase] = {
         kwargs=lambda tmp: {"tile_size": 4},
         rejects={"cartpole": IncompatibleSpaceError, "breakout-raw": IncompatibleSpaceError},
     ),
+    "action-subset": WrapperCase(
+        envs=["keycorridor", "seaquest-eval", "cartpole"],
+        kwargs=lambda tmp: {"actions": [1, 0]},
+        rejects={"dmc-cartpole": IncompatibleSpaceError},
+    ),
     # the Seaquest base stacks already hold both Atari wrappers (and are checked on their own)
     "episodic-life": WrapperCase(envs=["breakout-raw"], rejects={"cartpole": TypeError}),
     "fire-reset": WrapperCase(
