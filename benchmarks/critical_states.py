@@ -45,7 +45,7 @@ def _dsi_kwargs(args: dict[str, Any]) -> dict[str, Any]:
         "lr": args["lr"],
         "max_length": 84,
     }
-    for name in ("l1", "l1_reduction", "mask_input", "mask_sampling"):
+    for name in ("l1", "l1_reduction", "mask_input", "mask_sampling", "mask_budget", "mask_budget_weight"):
         if args.get(name) is not None:
             kw[name] = args[name]
     if args.get("l1_schedule"):
@@ -169,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-input", default=None, choices=["features", "frames"])
     p.add_argument("--mask-sampling", default=None, choices=["bernoulli", "soft"])
     p.add_argument("--no-length-blind", action="store_true", help="the original predictor padding")
+    p.add_argument(
+        "--mask-budget",
+        type=float,
+        default=None,
+        help="DSIConfig.mask_budget: hinge on each episode's mean mask above this share (critwrap addition)",
+    )
+    p.add_argument("--mask-budget-weight", type=float, default=None, help="DSIConfig.mask_budget_weight")
     p.add_argument(
         "--select-epoch",
         action="store_true",

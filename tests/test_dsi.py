@@ -309,6 +309,37 @@ def test_instance_norm_and_l1_match_the_original_definitions() -> None:
     torch.testing.assert_close(det._l1(m, layout), m.mean())
 
 
+def test_mask_budget_hinge_is_per_episode_and_only_above_the_budget(tmp_path) -> None:
+    det = DSI(**TINY, mask_budget=0.25)
+    layout = _Layout.from_lengths([4, 2])
+    m = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0])  # episode means 0.25 and 1.0
+    # episode 0 sits at the budget (no penalty), episode 1 is 0.75 above it: mean over episodes 0.375
+    torch.testing.assert_close(det._budget_hinge(m, layout), torch.tensor(0.375))
+    # training with the hinge logs it, and the setting round-trips through a checkpoint
+    eps = random_episodes(8)
+    det = DSI(**TINY, mask_budget=0.1, mask_budget_weight=2.0).fit(eps, epochs=1, progress=False, seed=0)
+    assert all("loss_budget" in h for h in det.history if "loss_detector" in h)
+    det.save(tmp_path / "b")
+    assert DSI.load(tmp_path / "b").config.mask_budget == 0.1
+    assert "loss_budget" not in DSI(**TINY).fit(eps, epochs=1, progress=False, seed=0).history[-1]
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="mask_budget"):
+            DSI(mask_budget=bad)
+    with pytest.raises(ValueError, match="mask_budget_weight"):
+        DSI(mask_budget=0.1, mask_budget_weight=-1.0)
+
+
+def test_mask_budget_keeps_the_mask_below_what_l1_alone_gives() -> None:
+    eps, _ = planted_episodes(48, seed=1)
+    kw = {**TINY, "lr": 3e-3, "l1": 0.0}
+    free = DSI(**kw).fit(eps, epochs=10, progress=False, seed=0)
+    capped = DSI(**kw, mask_budget=0.1, mask_budget_weight=10.0).fit(eps, epochs=10, progress=False, seed=0)
+    frames = [e.frames for e in eps]
+    mean_free = float(np.mean(np.concatenate(free.score_batch(frames))))
+    mean_capped = float(np.mean(np.concatenate(capped.score_batch(frames))))
+    assert mean_capped < 0.2 < mean_free, (mean_capped, mean_free)
+
+
 def test_length_blind_predictor_sees_no_length_in_a_fully_masked_video() -> None:
     eps = random_episodes(8, lengths=(5, 11))
     det = DSI(**TINY, max_length=12).fit(eps, epochs=1, progress=False, seed=0)

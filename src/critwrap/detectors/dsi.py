@@ -137,6 +137,12 @@ class DSIConfig:
         l1_reduction: ``"original"`` (matrix 1-norm of the (batch, time) mask, as in the paper's code),
             ``"mean"`` or ``"sum"`` over valid frames.
         reverse_loss: ``"ce_uniform"`` (GridWorld code) or ``"mse_uniform"`` (Pong code).
+        mask_budget: a critwrap addition, off by default (``None``). A share of frames in (0, 1]: the
+            detector step adds ``mask_budget_weight * mean_episodes(relu(mean_t m_t - mask_budget))``,
+            a hinge on each episode's mean mask, so no episode's mask covers more than that share on
+            average (the L1 term alone lets the mask saturate towards 1 on every frame when many
+            frames explain the outcome). Keep ``l1`` as well, or set it to 0.
+        mask_budget_weight: weight of the budget hinge (1).
         mask_input: ``"features"`` (default: the mask scales each frame's CNN features in the
             predictor) or ``"frames"`` (the original: it scales the frames).
         length_blind: the predictor runs its LSTMs over all ``max_length`` steps, padding steps fed what
@@ -174,6 +180,8 @@ class DSIConfig:
     reverse: float = 2.0
     l1_reduction: str = "original"
     reverse_loss: str = "ce_uniform"
+    mask_budget: float | None = None
+    mask_budget_weight: float = 1.0
     mask_input: str = "features"
     length_blind: bool = True
     mask_sampling: str = "soft"
@@ -223,7 +231,11 @@ class DSIConfig:
         for name in ("batch_size", "epochs", "lstm_hidden", "cnn_chunk", "score_batch_frames"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("l1", "classify", "reverse", "lr", "weight_decay"):
+        if self.mask_budget is not None and not (
+            math.isfinite(float(self.mask_budget)) and 0 < float(self.mask_budget) <= 1
+        ):
+            raise ValueError(f"mask_budget must be in (0, 1] or None, got {self.mask_budget}")
+        for name in ("l1", "classify", "reverse", "lr", "weight_decay", "mask_budget_weight"):
             value = float(getattr(self, name))
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -820,6 +832,13 @@ class DSI(Detector):
         col = mask.new_zeros(layout.t_max).index_add(0, layout.t_idx, mask)
         return col.max()
 
+    def _budget_hinge(self, mask: torch.Tensor, layout: _Layout) -> torch.Tensor:
+        """Mean over episodes of ``relu(episode mean mask - mask_budget)``."""
+        torch = _torch()
+        sums = mask.new_zeros(layout.n_episodes).index_add(0, layout.b_idx, mask)
+        means = sums / layout.lengths.to(mask.dtype)
+        return torch.relu(means - float(self.config.mask_budget)).mean()
+
     def _accuracies(self, y: torch.Tensor, **outputs: torch.Tensor) -> dict[str, float]:
         """Classification accuracy of each named output (nothing for regression)."""
         if self.config.task != "classification":
@@ -987,6 +1006,10 @@ class DSI(Detector):
                 loss_cls = self._task_loss(out_m, y)
                 loss_rev = self._reverse_loss(out_r)
                 total = c.l1 * l1 + c.classify * loss_cls + c.reverse * loss_rev
+                if c.mask_budget is not None:
+                    budget = self._budget_hinge(m, layout)
+                    total = total + c.mask_budget_weight * budget
+                    logs["loss_budget"] = float(budget.detach())
                 total.backward()
                 opt_det.step()
             finally:
