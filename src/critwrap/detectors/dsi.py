@@ -835,9 +835,11 @@ class DSI(Detector):
     def _budget_hinge(self, mask: torch.Tensor, layout: _Layout) -> torch.Tensor:
         """Mean over episodes of ``relu(episode mean mask - mask_budget)``."""
         torch = _torch()
+        budget = self.config.mask_budget
+        assert budget is not None
         sums = mask.new_zeros(layout.n_episodes).index_add(0, layout.b_idx, mask)
         means = sums / layout.lengths.to(mask.dtype)
-        return torch.relu(means - float(self.config.mask_budget)).mean()
+        return torch.relu(means - float(budget)).mean()
 
     def _accuracies(self, y: torch.Tensor, **outputs: torch.Tensor) -> dict[str, float]:
         """Classification accuracy of each named output (nothing for regression)."""
