@@ -38,6 +38,10 @@ Usage (about 30 min wall-clock on the 2 shared cores here, with the defaults)::
     python benchmarks/feedback.py --out bench_out/feedback --offline-dir offline_2ep --max-steps 0 --epochs 2 \
         --budgets 3000 --feedback-modes best-action positive-only fallback --shard 0/2   # and 1/2, then no --shard
 
+    # run 3 (the one that meets the target): the agents restricted to MiniGrid's 3 movement actions
+    python benchmarks/feedback.py --out bench_out/feedback_move --movement-only --ppo-steps 100000 --save-freq 2500 \
+        --budgets 3000 --max-steps 0 --epochs 2 --seeds 10 --feedback-modes best-action fallback
+
 Results: ``OUT/results.json`` and ``OUT/results.md`` (the table for docs/benchmarks.md).
 """
 
