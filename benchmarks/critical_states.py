@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         default="matched",
         help="GridWorld negatives: as long as the positive of the same layout (default) or the paper's 24 moves",
     )
+    p.add_argument(
+        "--style",
+        choices=["minigrid", "original"],
+        default="minigrid",
+        help="GridWorld style: MiniGrid actions, critical = interactions (default), or the original "
+        "generator's moves, critical = frames on a door cell (critwrap.gridworld)",
+    )
     p.add_argument("--l1", type=float, default=None, help="DSI L1 weight (default: DSIConfig's)")
     p.add_argument(
         "--l1-schedule",
@@ -198,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     tag = "" if args.negative_length == "paper" else f"_{args.negative_length}"
+    if args.style != "minigrid":
+        tag += f"_{args.style}"
     data_dir = out / f"gridworld_{args.train}_{args.val}_{args.test}_s{args.data_seed}{tag}"
     if not (data_dir / "test" / "manifest.jsonl").exists():
         generate_gridworld_splits(
@@ -207,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             args.test,
             seed=args.data_seed,
             negative_length=args.negative_length,
+            style=args.style,
         )
     train = list(EpisodeStore(data_dir / "train", create=False))
     val = _positives(list(EpisodeStore(data_dir / "val", create=False)))
@@ -261,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Seeds {args.seeds} (mean ± std over training seeds), {len(train)} training episodes, "
             f"{len(val)} positive validation and {len(test)} positive test episodes; threshold chosen on "
-            f"validation ({args.grid} threshold grid). GridWorld negatives: {args.negative_length} lengths. "
+            f"validation ({args.grid} threshold grid). GridWorld: {args.style} style, negatives of {args.negative_length} lengths. "
             f"DSI: channels {channels}, LSTM {args.lstm_hidden}, {args.epochs} epochs, batch "
             f"{args.batch_size}, lr {args.lr}, {json.dumps(_dsi_kwargs(vars(args)), default=str)}; "
             f"DSIConfig defaults otherwise.",

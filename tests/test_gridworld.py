@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import gymnasium as gym
@@ -249,3 +250,63 @@ def test_zoo_record_gridworld(tmp_path: Path) -> None:
     ep = EpisodeStore(out3 / "train", create=False)[0]
     assert ep.metadata["negative_length"] == "matched" and len(ep) == len(gridworld_episode(0, "positive"))
     assert zoo_main(["record", "gridworld", "--episodes", "1", "--out", str(out2), "--no-progress"]) == 1
+
+
+# ---- the original generator's style ------------------------------------------------------------------
+_DIRS = ((1, 0), (0, 1), (-1, 0), (0, -1))
+
+
+def test_original_style_positive_moves_doors_and_ball() -> None:
+    env = make_gridworld_env(tile_size=4)
+    for seed in range(6):
+        ep = gridworld_episode(seed, "positive", env=env, style="original")
+        assert ep.label == 1 and ep.actions is None and ep.metadata["style"] == "original"
+        assert 2 <= len(ep) <= MAX_EPISODE_STEPS and ep.observations.shape[1:] == (28, 28, 3)
+        # the layout, to check what the agent stood on in each frame
+        env.reset(seed=ep.metadata["layout_seed"])
+        grid = env.unwrapped.grid
+        pos = [tuple(int(v) for v in p) for p in ep.infos["agent_pos"]]
+        on_door = [t for t, p in enumerate(pos) if grid.get(*p) is not None and grid.get(*p).type == "door"]
+        assert ep.metadata["critical_steps"] == on_door
+        assert tuple(ep.metadata["locked_door_pos"]) in pos  # through the locked door to the ball
+        assert len(on_door) >= 1
+        # consecutive frames: one move apart (or the same cell: a blocked move / a new segment's frame)
+        steps = [abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in itertools.pairwise(pos)]
+        assert set(steps) <= {0, 1}
+        # the episode ends facing the ball
+        dx, dy = _DIRS[int(ep.infos["agent_dir"][-1])]
+        assert (pos[-1][0] + dx, pos[-1][1] + dy) == tuple(ep.metadata["ball_pos"])
+    env.close()
+
+
+def test_original_style_negatives_determinism_and_bad_style() -> None:
+    a = generate_gridworld(8, seed=3, progress=False, style="original", negative_length="matched")
+    b = generate_gridworld(8, seed=3, progress=False, style="original", negative_length="matched")
+    assert isinstance(a, list) and isinstance(b, list)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.observations, y.observations)
+    for i, ep in enumerate(a):
+        if ep.label == 0:  # as long as the positive episode of the same seed
+            pos = gridworld_episode(3 + i, "positive", style="original")
+            assert len(ep) == len(pos)
+    paper = [gridworld_episode(s, "negative", style="original") for s in range(12)]
+    for ep in paper:
+        expected = {"random": 24}.get(ep.metadata["variant"])
+        if expected is not None:  # 24 moves, a frame after each and none at the start, as the original
+            assert len(ep) == expected
+    assert {ep.metadata["variant"] for ep in paper} <= {"random", "key_wander", "key_door_wander"}
+    with pytest.raises(ValueError, match="style"):
+        gridworld_episode(0, "positive", style="gym")
+    with pytest.raises(ValueError, match="style"):
+        generate_gridworld(1, progress=False, style="gym")
+
+
+def test_zoo_record_gridworld_original_style(tmp_path: Path) -> None:
+    from critwrap.zoo.record import main
+
+    out = tmp_path / "orig"
+    argv = ["gridworld", "--episodes", "2", "--val", "0", "--test", "0", "--out", str(out)]
+    assert main([*argv, "--style", "original", "--no-progress", "--quiet"]) == 0
+    store = EpisodeStore(out / "train", create=False)
+    assert store.metadata["style"] == "original"
+    assert all(ep.metadata["style"] == "original" for ep in store)

@@ -34,6 +34,19 @@ toggles and pickups are steps of their own, so episodes are longer (22-84 steps)
 are the interaction steps themselves (the original marks the step that leaves a door cell, and never the
 key or the ball). The original's positives stop facing the ball; here the ball is picked up.
 
+**The original's style** (``style="original"``): the original generator's semantics, for reproducing the
+paper's table. A move sets the heading directly (up, down, left, right), opens a closed door in front
+silently and steps forward; a move into the key or the ball is blocked and leaves the agent facing it.
+Each scripted segment (to the key; to the ball; for negatives to the locked door) starts with a frame
+and closes every door first, as the original does; the key pickup makes no frame; random moves are
+uniform over the 4 headings, a frame after each. The critical frames are those in which the agent
+stands on a door cell (the original labels the steps that leave a door cell). Episodes carry frames,
+label and agent positions, no actions or rewards; positives are 16-62 frames (mean about 32), about 4
+critical frames each, so the trivial all-frames detector scores F1@1 / 2 / 3 of about 52 / 72 / 84 on
+them (the paper's "Random" row: 56 / 75 / 86). One difference remains: the original's labels are
+shifted by one frame after the key pickup (its segments add a frame its label list does not); here
+every frame is labelled by where the agent stands in it.
+
 Example:
     >>> from critwrap.gridworld import generate_gridworld
     >>> episodes = generate_gridworld(4, seed=0, progress=False)
@@ -70,6 +83,7 @@ __all__ = [
     "MAX_EPISODE_STEPS",
     "NEGATIVE_LENGTHS",
     "SPLIT_SEED_OFFSETS",
+    "STYLES",
     "GridWorldPlanner",
     "generate_gridworld",
     "generate_gridworld_splits",
@@ -91,6 +105,8 @@ LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE = 0, 1, 2, 3, 4, 5
 _DIR_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))  # 0 right, 1 down, 2 left, 3 up (MiniGrid's DIR_TO_VEC)
 #: ``negative_length`` settings: the original's fixed move counts, or lengths matched to the positives.
 NEGATIVE_LENGTHS = ("paper", "matched")
+#: ``style`` settings: MiniGrid's own actions (critwrap's default) or the original generator's moves.
+STYLES = ("minigrid", "original")
 _RANDOM_WALK_P_KEY = 0.15  # share of negatives that first fetch the key
 _RANDOM_MOVES = 24
 _KEY_THEN_DOOR_MOVES = 8
@@ -351,6 +367,150 @@ def _play(
     return rec, variant
 
 
+@dataclass
+class _MoveRecorder:
+    """The original generator's moves: set the heading, open a closed door in front silently, step.
+
+    A frame is recorded at the start of each scripted segment and after every move (turns, toggles and
+    pickups make no frame, as in the original); a frame is critical when the agent stands on a door cell
+    in it (the original marks the steps that leave a door cell).
+    """
+
+    base: Any
+    tile_size: int
+    frames: list[np.ndarray] = field(default_factory=list)
+    critical: list[int] = field(default_factory=list)
+    positions: list[tuple[int, int]] = field(default_factory=list)
+    headings: list[int] = field(default_factory=list)
+    layout: dict[str, list[int]] = field(default_factory=dict)
+
+    def record(self) -> None:
+        base = self.base
+        pos = (int(base.agent_pos[0]), int(base.agent_pos[1]))
+        cell = base.grid.get(*pos)
+        if cell is not None and cell.type == "door":
+            self.critical.append(len(self.frames))
+        self.frames.append(base.get_pov_render(self.tile_size))
+        self.positions.append(pos)
+        self.headings.append(int(base.agent_dir))
+
+    def move(self, heading: int) -> None:
+        base = self.base
+        base.agent_dir = int(heading)
+        fx, fy = base.front_pos
+        front = base.grid.get(int(fx), int(fy))
+        if front is not None and front.type == "door" and not front.is_open:
+            base.step(TOGGLE)  # opens it (a locked one only with its key in hand)
+        base.step(FORWARD)
+        self.record()
+
+    def close_doors(self) -> None:
+        """The original closes every door before each scripted segment."""
+        base = self.base
+        for x in range(base.width):
+            for y in range(base.height):
+                cell = base.grid.get(x, y)
+                if cell is not None and cell.type == "door":
+                    cell.is_open = False
+
+    def _passable(self, x: int, y: int) -> bool:
+        base = self.base
+        if not (0 <= x < base.width and 0 <= y < base.height):
+            return False
+        cell = base.grid.get(x, y)
+        if cell is None or cell.can_overlap():
+            return True
+        if cell.type == "door":
+            if not cell.is_locked:
+                return True
+            carrying = base.carrying
+            return carrying is not None and carrying.type == "key" and carrying.color == cell.color
+        return False
+
+    def path_to(self, target: tuple[int, int]) -> list[int]:
+        """Headings of the shortest 4-neighbour path whose last move goes into ``target``: onto it when it
+        is passable (a door), else that move is blocked and the agent ends facing it (key, ball)."""
+        base = self.base
+        start = (int(base.agent_pos[0]), int(base.agent_pos[1]))
+        parent: dict[tuple[int, int], tuple[tuple[int, int], int]] = {}
+        seen = {start}
+        queue = [start]
+        head = 0
+        while head < len(queue):
+            x, y = queue[head]
+            head += 1
+            for d, (dx, dy) in enumerate(_DIR_VEC):
+                nxt = (x + dx, y + dy)
+                if nxt == target:
+                    moves = [d]
+                    cur = (x, y)
+                    while cur != start:
+                        cur, heading = parent[cur]
+                        moves.append(heading)
+                    moves.reverse()
+                    return moves
+                if nxt in seen or not self._passable(*nxt):
+                    continue
+                seen.add(nxt)
+                parent[nxt] = ((x, y), d)
+                queue.append(nxt)
+        raise RuntimeError(f"no path from {start} to {target}: the layout is disconnected")
+
+    def segment(self, target: tuple[int, int]) -> None:
+        self.close_doors()
+        self.record()
+        for heading in self.path_to(target):
+            self.move(heading)
+
+    def random_moves(self, n: int, rng: np.random.Generator) -> None:
+        for _ in range(n):
+            self.move(int(rng.integers(4)))
+
+
+def _play_original(
+    base: Any,
+    tile_size: int,
+    layout_seed: int,
+    kind: str,
+    rng: np.random.Generator,
+    target_len: int | None = None,
+) -> tuple[_MoveRecorder, str]:
+    base.reset(seed=layout_seed)
+    rec = _MoveRecorder(base=base, tile_size=tile_size)
+    key_pos = _find(base, "key")
+    door_pos = _find(base, "door", locked=True)
+    ball_pos = _find(base, "ball")
+    rec.layout = {"key_pos": list(key_pos), "locked_door_pos": list(door_pos), "ball_pos": list(ball_pos)}
+
+    def fetch_key() -> None:
+        rec.segment(key_pos)  # ends facing the key
+        base.step(PICKUP)  # no frame, as in the original
+        if base.carrying is None:
+            raise RuntimeError(f"the scripted policy failed to pick up the key on layout seed {layout_seed}")
+
+    if kind == "positive":
+        variant = "scripted"
+        fetch_key()
+        rec.segment(ball_pos)  # through the locked door (opened with the key), ends facing the ball
+    else:
+        u_key, u_door = rng.random(), rng.random()
+        if u_key >= _RANDOM_WALK_P_KEY:
+            variant, n_moves = "random", _RANDOM_MOVES
+        else:
+            fetch_key()
+            if u_door < 0.5:
+                variant, n_moves = "key_door_wander", _KEY_THEN_DOOR_MOVES
+                rec.segment(door_pos)  # onto the locked door's cell (unlocked with the key on the way)
+            else:
+                variant, n_moves = "key_wander", _KEY_THEN_WANDER_MOVES
+        if target_len is None:
+            rec.random_moves(n_moves, rng)
+        else:
+            while len(rec.frames) < target_len:
+                rec.random_moves(1, rng)
+    return rec, variant
+
+
 def gridworld_episode(
     seed: int,
     kind: str,
@@ -359,8 +519,13 @@ def gridworld_episode(
     tile_size: int = 4,
     max_steps: int = MAX_EPISODE_STEPS,
     negative_length: str = "paper",
+    style: str = "minigrid",
 ) -> Episode:
     """Play one scripted episode of ``kind`` ``"positive"`` or ``"negative"`` for ``seed``.
+
+    ``style``: ``"minigrid"`` (default: every step a MiniGrid action; critical steps = interactions with
+    key, doors and ball) or ``"original"`` (the original generator's moves and labels; see the module
+    docstring: episodes carry frames and a label, no actions or rewards).
 
     ``negative_length``: ``"paper"`` (24, 8 or 16 random moves, as the original generator) or
     ``"matched"``: a negative episode makes random moves until it is as long as the scripted positive
@@ -380,6 +545,8 @@ def gridworld_episode(
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if negative_length not in NEGATIVE_LENGTHS:
         raise ValueError(f"negative_length must be one of {NEGATIVE_LENGTHS}, got {negative_length!r}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     own_env = env is None
     if env is None:
         env = make_gridworld_env(tile_size=tile_size)
@@ -393,12 +560,19 @@ def gridworld_episode(
         if kind == "negative" and negative_length == "matched":
             # as long as the positive episode of this seed (the same layout search)
             target_len = len(
-                gridworld_episode(seed, "positive", env=env, tile_size=tile_size, max_steps=max_steps)
+                gridworld_episode(
+                    seed, "positive", env=env, tile_size=tile_size, max_steps=max_steps, style=style
+                )
             )
         with _without_dict_obs(base):
             for attempt in range(1000):
                 layout_seed = _layout_seed(seed, attempt)
                 rng = np.random.default_rng([int(seed), 0xC217])
+                if style == "original":
+                    moves, variant = _play_original(base, int(tile_size), layout_seed, kind, rng, target_len)
+                    if kind == "negative" or len(moves.frames) <= max_steps:
+                        break
+                    continue
                 rec, variant = _play(base, int(tile_size), layout_seed, kind, rng, target_len)
                 if kind == "negative" or len(rec.actions) <= max_steps:
                     break
@@ -409,6 +583,10 @@ def gridworld_episode(
     finally:
         if own_env:
             env.close()
+    if style == "original":
+        return _original_episode(
+            moves, seed, layout_seed, kind, variant, negative_length, max_steps, target_len
+        )
     n = min(len(rec.actions), max_steps if target_len is None else target_len)
     success = rec.success and len(rec.actions) <= n
     final = rec.frames[n] if n < len(rec.frames) else rec.obs
@@ -427,6 +605,7 @@ def gridworld_episode(
             "kind": kind,
             "variant": variant,
             "negative_length": negative_length,
+            "style": "minigrid",
             "critical_steps": [int(t) for t in rec.critical if t < n],
             "success": bool(success),
             "terminated": bool(success),
@@ -435,6 +614,41 @@ def gridworld_episode(
             **rec.layout,
         },
         final_observation=np.asarray(final, dtype=np.uint8),
+    )
+
+
+def _original_episode(
+    rec: _MoveRecorder,
+    seed: int,
+    layout_seed: int,
+    kind: str,
+    variant: str,
+    negative_length: str,
+    max_steps: int,
+    target_len: int | None,
+) -> Episode:
+    n = min(len(rec.frames), max_steps if target_len is None else target_len)
+    label = int(kind == "positive")
+    return Episode(
+        observations=np.stack(rec.frames[:n]).astype(np.uint8),
+        episode_return=float(label),
+        label=label,
+        infos={
+            "agent_pos": np.asarray(rec.positions[:n], dtype=np.int64),
+            "agent_dir": np.asarray(rec.headings[:n], dtype=np.int64),
+        },
+        metadata={
+            "seed": int(seed),
+            "layout_seed": int(layout_seed),
+            "kind": kind,
+            "variant": variant,
+            "negative_length": negative_length,
+            "style": "original",
+            "critical_steps": [int(t) for t in rec.critical if t < n],
+            "success": bool(label),
+            "env_id": ENV_ID,
+            **rec.layout,
+        },
     )
 
 
@@ -459,6 +673,7 @@ def generate_gridworld(
     max_steps: int = MAX_EPISODE_STEPS,
     desc: str = "gridworld",
     negative_length: str = "paper",
+    style: str = "minigrid",
 ) -> EpisodeStore | list[Episode]:
     """Generate ``n_episodes`` GridWorld episodes; episode ``i`` plays the layout of seed ``seed + i``.
 
@@ -473,6 +688,8 @@ def generate_gridworld(
         raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
     if tile_size < 1:
         raise ValueError(f"tile_size must be a positive integer, got {tile_size}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     store: EpisodeStore | None = None
     if out_dir is not None:
         from critwrap.episodes import EpisodeStore
@@ -492,8 +709,13 @@ def generate_gridworld(
                 "tile_size": int(tile_size),
                 "max_steps": int(max_steps),
                 "negative_length": negative_length,
+                "style": style,
                 "observation": f"agent's partial view, RGB uint8 ({7 * tile_size}, {7 * tile_size}, 3)",
-                "critical_steps": "metadata['critical_steps']: steps that toggle a door, pick up, or drop the key",
+                "critical_steps": (
+                    "metadata['critical_steps']: steps that toggle a door, pick up, or drop the key"
+                    if style == "minigrid"
+                    else "metadata['critical_steps']: frames in which the agent stands on a door cell"
+                ),
             }
         )
     env = make_gridworld_env(tile_size=tile_size)
@@ -513,6 +735,7 @@ def generate_gridworld(
                 tile_size=tile_size,
                 max_steps=max_steps,
                 negative_length=negative_length,
+                style=style,
             )
             ep.metadata["tile_size"] = int(tile_size)
             if store is not None:

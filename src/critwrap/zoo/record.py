@@ -74,6 +74,14 @@ def _configure_gridworld(p: argparse.ArgumentParser) -> None:
         help="negatives: the paper's move counts (default) or as long as the positive of the same layout "
         "(length then says nothing about success; recommended for training DSI)",
     )
+    p.add_argument(
+        "--style",
+        choices=["minigrid", "original"],
+        default="minigrid",
+        help="minigrid (default): every step a MiniGrid action, critical steps = interactions with key, "
+        "doors, ball; original: the original generator's moves (no actions stored), critical frames = "
+        "the agent on a door cell",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -101,6 +109,7 @@ def _run_gridworld(args: argparse.Namespace) -> int:
         tile_size=args.tile_size,
         progress=not args.no_progress,
         negative_length=args.negative_length,
+        style=args.style,
     )
     seconds = time.perf_counter() - start
     if not args.quiet:
