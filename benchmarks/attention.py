@@ -24,6 +24,9 @@ Scaled to a CPU-only machine (2 shared cores); what this script does differs fro
   regresses a small CNN policy on all frames so far. Both variants get the same rounds and steps;
   the adapter variant sees masked frames in training and evaluation (VAI's protocol);
 * the Atari part is a single seed of PPO for ``--atari-steps`` steps per extractor;
+* ``--recolor-prob P`` (> 0) adds critwrap's variants: a second adapter (stage 1 reused) whose
+  stage 2 gives a share P of the frames a random foreground colour, used as VAI does (frame x mask,
+  ``recolor``) and with the mask alone as the observation (``recolor-mask``);
 * ``--oracle`` adds an ablation: the same stage 2 trained on MuJoCo's segmentation of the cart and
   pole instead of the keypoint masks, to tell stage-1 failures from stage-2 failures.
 
@@ -70,6 +73,8 @@ class Settings:
     stage2_iterations: int = 1000
     stage2_batch: int = 32
     threshold: float = 0.3
+    recolor_prob: float = 0.0  # > 0: also an adapter fitted with critwrap's foreground recolouring
+    recolor_iterations: int = 2000
     dagger_rounds: int = 4
     episodes_per_round: int = 3
     train_steps: int = 300
@@ -182,11 +187,15 @@ def rollout(
     return observations, labels, total
 
 
-def train_dagger(s: Settings, seed: int, adapter: str | None) -> tuple[PixelPolicy, list[dict[str, Any]]]:
+def train_dagger(
+    s: Settings, seed: int, adapter: str | None, output: str = "masked"
+) -> tuple[PixelPolicy, list[dict[str, Any]]]:
     from critwrap.attention.pipeline import RenderSettings, make_pixel_env
 
     render = RenderSettings(size=s.size, action_repeat=s.action_repeat, shadows=False)
-    env = make_pixel_env(ENV_ID, render, frame_stack=s.frame_stack, channels_first=True, adapter=adapter)
+    env = make_pixel_env(
+        ENV_ID, render, frame_stack=s.frame_stack, channels_first=True, adapter=adapter, adapter_output=output
+    )
     gain = lqr_gain(env, s.action_repeat)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -231,12 +240,20 @@ def train_dagger(s: Settings, seed: int, adapter: str | None) -> tuple[PixelPoli
     return policy, history
 
 
-def evaluate(s: Settings, policy: PixelPolicy, condition: str, adapter: str | None) -> list[float]:
+def evaluate(
+    s: Settings, policy: PixelPolicy, condition: str, adapter: str | None, output: str = "masked"
+) -> list[float]:
     from critwrap.attention.pipeline import RenderSettings, make_pixel_env
 
     render = RenderSettings(size=s.size, action_repeat=s.action_repeat, shadows=False)
     env = make_pixel_env(
-        ENV_ID, render, frame_stack=s.frame_stack, channels_first=True, distraction=condition, adapter=adapter
+        ENV_ID,
+        render,
+        frame_stack=s.frame_stack,
+        channels_first=True,
+        distraction=condition,
+        adapter=adapter,
+        adapter_output=output,
     )
     returns = []
     for e in range(s.eval_episodes):
@@ -254,8 +271,9 @@ def evaluate(s: Settings, policy: PixelPolicy, condition: str, adapter: str | No
 # ---- stages --------------------------------------------------------------------------------------
 
 
-def stage_adapter(s: Settings) -> Path:
-    folder = s.out / "adapter"
+def stage_adapter(s: Settings, recolor: bool = False) -> Path:
+    """The VAI adapter; ``recolor``: the same with critwrap's foreground recolouring (stage 1 reused)."""
+    folder = s.out / ("adapter_recolor" if recolor else "adapter")
     if (folder / "adapter.json").is_file():
         log(
             f"adapter: reusing {folder} (fitted by: {json.loads((folder / 'fit.json').read_text()).get('command_line')})"
@@ -271,6 +289,9 @@ def stage_adapter(s: Settings) -> Path:
         str(s.stage2_iterations), "--stage2-batch", str(s.stage2_batch), "--threshold", str(s.threshold),
         "--threads", str(s.threads), "--seed", "0",
     ]  # fmt: skip
+    if recolor:
+        argv[argv.index("--stage2-iterations") + 1] = str(s.recolor_iterations)
+        argv += ["--recolor-prob", str(s.recolor_prob), "--transporter", str(s.out / "adapter")]
     log("adapter: python -m critwrap.zoo " + " ".join(argv))
     if zoo(argv) != 0:
         raise RuntimeError("adapter fit failed")
@@ -324,6 +345,62 @@ def stage_oracle_adapter(s: Settings) -> Path:
     return folder
 
 
+def mask_quality(s: Settings, adapter: Path, frames: int = 200, threshold: float = 0.3) -> dict[str, Any]:
+    """The adapter's masks against MuJoCo's segmentation of the cart and pole, per visual condition.
+
+    Random-policy frames (episodes seeded 20000+); for each condition the same states are rendered, so
+    the numbers differ only by what the distraction does to the adapter. Reported per condition:
+    foreground recall (share of cart/pole pixels whose mask passes ``threshold``), IoU at that
+    threshold, and the mean mask on the background.
+    """
+    from critwrap.attention.adapter import MaskAdapter
+    from critwrap.attention.pipeline import RenderSettings, make_pixel_env
+    from critwrap.attention.pixels import PixelObservation, mujoco_handles
+
+    model_adapter = MaskAdapter.load(str(adapter))
+    render = RenderSettings(size=s.size, action_repeat=s.action_repeat, shadows=False)
+    out: dict[str, Any] = {}
+    for condition in CONDITIONS:
+        env = make_pixel_env(ENV_ID, render, channels_first=False, distraction=condition)
+        pixels = env
+        while not isinstance(pixels, PixelObservation):
+            pixels = pixels.env  # type: ignore[assignment]
+        moving = np.flatnonzero(mujoco_handles(env).model.geom_bodyid != 0)
+        env.action_space.seed(0)
+        obs_list, seg_list = [], []
+        episode = 0
+        while len(obs_list) < frames:
+            obs, _ = env.reset(seed=20_000 + episode)
+            for _ in range(25):
+                obs_list.append(obs)
+                seg_list.append(np.isin(pixels.render_segmentation(), moving))
+                obs, *_ = env.step(env.action_space.sample())
+            episode += 1
+        env.close()
+        masks = model_adapter.predict(np.stack(obs_list[:frames]))
+        truth = np.stack(seg_list[:frames])
+        on = masks > threshold
+        out[condition] = {
+            "recall": float((on & truth).sum() / max(truth.sum(), 1)),
+            "iou": float((on & truth).sum() / max((on | truth).sum(), 1)),
+            "background_mask": float(masks[~truth].mean()),
+            "foreground_mask": float(masks[truth].mean()),
+        }
+    return out
+
+
+def stage_mask_quality(s: Settings, adapters: list[Path]) -> dict[str, Any]:
+    """:func:`mask_quality` of every adapter (cached in OUT/mask_quality.json)."""
+    path = s.out / "mask_quality.json"
+    done: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    for adapter in dict.fromkeys(adapters):
+        if adapter.name not in done:
+            done[adapter.name] = mask_quality(s, adapter)
+            log(f"mask quality of {adapter.name}: {done[adapter.name]}")
+            path.write_text(json.dumps(done, indent=2))
+    return {a.name: done[a.name] for a in adapters}
+
+
 def stage_pictures(s: Settings, adapter: Path) -> None:
     from critwrap.attention.pipeline import show_adapter
 
@@ -333,24 +410,26 @@ def stage_pictures(s: Settings, adapter: Path) -> None:
             show_adapter(adapter, path, distraction=condition, frames=6, seed=1)
 
 
-def stage_cartpole(s: Settings, adapters: dict[str, Path | None]) -> dict[str, Any]:
+def stage_cartpole(s: Settings, adapters: dict[str, tuple[Path | None, str]]) -> dict[str, Any]:
+    """``adapters``: variant -> (adapter checkpoint or None, AttentionAdapter output)."""
     results: dict[str, Any] = {}
     for seed in range(s.seeds):
-        for variant, adapter in adapters.items():
+        for variant, (adapter, output) in adapters.items():
             path = s.out / "cartpole" / f"{variant}_seed{seed}.json"
             if path.is_file():
                 results[f"{variant}/{seed}"] = json.loads(path.read_text())
                 continue
             start = time.perf_counter()
             ckpt = None if adapter is None else str(adapter)
-            policy, history = train_dagger(s, seed, ckpt)
+            policy, history = train_dagger(s, seed, ckpt, output)
             train_s = time.perf_counter() - start
             returns = {}
             for condition in CONDITIONS:
-                returns[condition] = evaluate(s, policy, condition, ckpt)
+                returns[condition] = evaluate(s, policy, condition, ckpt, output)
                 log(f"  seed {seed} {variant} {condition}: {np.mean(returns[condition]):.1f}")
             record = {
                 "variant": variant,
+                "adapter_output": output,
                 "seed": seed,
                 "history": history,
                 "returns": returns,
@@ -448,6 +527,7 @@ def summarize(
     refs: dict[str, float],
     atari: dict[str, Any] | None,
     seconds: float,
+    quality: dict[str, Any] | None = None,
 ) -> str:
     lines = []
     table: dict[str, dict[str, list[float]]] = {}
@@ -467,8 +547,10 @@ def summarize(
         "plain": "pixel policy",
         "adapter": "pixel policy + VAI adapter",
         "oracle": "pixel policy + adapter on segmentation targets (ablation)",
+        "recolor": "pixel policy + VAI adapter fitted with foreground recolouring (critwrap)",
+        "recolor-mask": "pixel policy + that adapter, mask output (critwrap)",
     }
-    for variant in ("plain", "adapter", "oracle"):
+    for variant in ("plain", "adapter", "oracle", "recolor", "recolor-mask"):
         if variant not in table:
             continue
         row = table[variant]
@@ -485,6 +567,19 @@ def summarize(
     lines.append(
         f"References on the same evaluation seeds: LQR expert {refs['expert']:.0f}, uniform random policy {refs['random']:.0f}."
     )
+    if quality:
+        lines.append("")
+        lines.append(
+            "| adapter | condition | foreground recall (mask > 0.3) | IoU | mean mask on foreground | on background |"
+        )
+        lines.append("|---|---|---|---|---|---|")
+        for name, per in quality.items():
+            for c in CONDITIONS:
+                q = per[c]
+                lines.append(
+                    f"| {name} | {c} | {q['recall']:.2f} | {q['iou']:.3f} | {q['foreground_mask']:.2f} | "
+                    f"{q['background_mask']:.3f} |"
+                )
     if atari:
         lines.append("")
         lines.append(
@@ -531,17 +626,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     refs = reference_returns(s)
     log(f"references: {refs}")
-    adapters: dict[str, Path | None] = {"plain": None, "adapter": adapter}
+    adapters: dict[str, tuple[Path | None, str]] = {"plain": (None, "masked"), "adapter": (adapter, "masked")}
     if args.oracle:
-        adapters["oracle"] = stage_oracle_adapter(s)
-        stage_pictures(s, adapters["oracle"])
+        oracle = stage_oracle_adapter(s)
+        adapters["oracle"] = (oracle, "masked")
+        stage_pictures(s, oracle)
+    if s.recolor_prob > 0:
+        recolored = stage_adapter(s, recolor=True)
+        stage_pictures(s, recolored)
+        adapters["recolor"] = (recolored, "masked")
+        adapters["recolor-mask"] = (recolored, "mask")
+    quality = stage_mask_quality(s, [a for a, _ in adapters.values() if a is not None])
     cartpole = stage_cartpole(s, adapters)
     if args.stop_after == "cartpole" or args.skip_atari:
         atari = None
     else:
         atari = stage_atari(s)
     seconds = time.perf_counter() - start
-    report = summarize(s, cartpole, refs, atari, seconds)
+    report = summarize(s, cartpole, refs, atari, seconds, quality)
     (s.out / "report.md").write_text(report + "\n")
     (s.out / "results.json").write_text(
         json.dumps(
@@ -549,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                 "settings": asdict(s),
                 "references": refs,
                 "cartpole": cartpole,
+                "mask_quality": quality,
                 "atari": atari,
                 "command": sys.argv,
             },

@@ -109,6 +109,29 @@ def test_augment_keeps_the_foreground_and_replaces_the_background() -> None:
     assert images.shape == (6, 3, 20, 24) and images.min() >= 0 and images.max() <= 1 and images.std() > 0.05
 
 
+def test_recolor_changes_the_hue_of_the_chosen_frames_only() -> None:
+    from critwrap.attention.adapter import _rgb_to_hsv, recolor
+
+    x = torch.zeros(64, 3, 4, 4)
+    x[:, 0], x[:, 1] = 0.9, 0.5  # one orange
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(recolor(x, 0.0, g), x)
+    out = recolor(x, 0.5, torch.Generator().manual_seed(0))
+    changed = (out - x).abs().flatten(1).amax(1) > 1e-3
+    assert 15 < int(changed.sum()) < 49  # about half of the frames
+    hue = _rgb_to_hsv(out[changed])[:, 0, 0, 0]
+    assert hue.std() > 0.2  # spread over the colour wheel, not VAI's +-0.015
+    assert torch.all(out >= 0) and torch.all(out <= 1)
+    uniform = out[changed].flatten(2)  # shading kept: one colour per frame here
+    assert torch.allclose(uniform, uniform[..., :1].expand_as(uniform), atol=1e-5)
+    cfg = AdapterConfig(crop_pad=0, recolor_prob=1.0)
+    frames, masks = planted(8, 1)
+    xs = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    m = torch.from_numpy(masks).float().unsqueeze(1)
+    _, noisy, _ = augment(xs, m, cfg, torch.Generator().manual_seed(0))
+    assert (noisy - xs).abs()[m.expand_as(xs) > 0].mean() > 0.15  # foreground recoloured
+
+
 def x_crop_of(x: torch.Tensor, m: torch.Tensor, cropped_masks: torch.Tensor) -> torch.Tensor:
     """The clean masked frames must be cropped exactly like the masks: recover the crop from the masks."""
     out = []
@@ -229,6 +252,27 @@ def test_attention_adapter_masks_every_frame(tmp_path: Path, channels_first: boo
     binary.step(0)
     assert set(np.unique(binary.last_mask)) <= {0.0, 1.0}
     np.testing.assert_array_equal(binary.last_mask, (expected_masks > 0.5).astype(np.float32))
+
+
+@pytest.mark.parametrize("channels_first", [True, False])
+def test_attention_adapter_mask_output_is_the_grey_mask(tmp_path: Path, channels_first: bool) -> None:
+    torch.manual_seed(0)
+    adapter = MaskAdapter(4, (20, 20))
+    with torch.no_grad():
+        adapter.decoder[4][1].bias.fill_(0.5)
+    adapter.save(tmp_path)
+    env = AttentionAdapter(
+        RGBStack(k=2, channels_first=channels_first), checkpoint=str(tmp_path), output="mask"
+    )
+    env.reset(seed=0)
+    obs, *_ = env.step(0)
+    assert obs.dtype == np.uint8 and obs.shape == env.observation_space.shape
+    frames = env.layout.split(obs)
+    expected = np.round(255.0 * env.last_mask).astype(np.uint8)
+    for c in range(3):  # the same grey mask in every channel of every frame
+        np.testing.assert_array_equal(frames[..., c], expected)
+    with pytest.raises(ValueError, match="output must be one of"):
+        AttentionAdapter(RGBStack(), checkpoint=str(tmp_path), output="silhouette")
 
 
 def test_attention_adapter_errors_name_the_expected_shape(tmp_path: Path) -> None:

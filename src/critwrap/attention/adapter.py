@@ -5,7 +5,8 @@ targets of :func:`critwrap.attention.transporter.foreground_masks`, on frames wh
 replaced by clutter so that the mask depends on the foreground only (VAI, Wang, Lian, Yu, CVPR 2021):
 
 * foreground colour jitter, one draw per frame: hue ~ N(-0.015, 0.015), brightness and contrast ~
-  N(1, 0.08), saturation ~ N(1, 0.05);
+  N(1, 0.08), saturation ~ N(1, 0.05); optionally (``recolor_prob`` > 0, critwrap's addition, off by
+  default) a share of the frames gets a random foreground colour instead (:func:`recolor`);
 * a random crop: frames are padded by ``crop_pad`` pixels (replicate) and cropped back at a random
   offset, target masks alike (VAI renders 100x100 and crops 84x84);
 * a new background: ``noise_level`` x uniform noise plus 0.5 x one of {the original background
@@ -84,6 +85,7 @@ class AdapterConfig:
     crop_pad: int = -1  # pixels; -1: 16/84 of the image side, VAI's 100 -> 84 crop
     natural_alpha: tuple[float, float] = (0.0, 1.0)
     random_boxes: int = 0  # VAI's optional boxes (5 for hard video backgrounds); 0: none
+    recolor_prob: float = 0.0  # critwrap: share of frames whose foreground gets a random colour; 0: VAI's
     seed: int = 0
 
 
@@ -236,6 +238,24 @@ def jitter_colors(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return ((x - gray) * normal(1.0, 0.05) + gray).clamp(0, 1)
 
 
+def recolor(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Give a share ``prob`` of the (N, 3, H, W) frames a random colour, shading kept (critwrap's addition).
+
+    The hue is drawn uniformly, the saturation scaled by U(0, 1.5) and the value by U(0.5, 1.5), one
+    draw per frame. VAI's own jitter moves the hue by about 0.015 only, so an adapter trained with it
+    alone keys on the foreground's colour and loses it under ``color_hard`` (random body colours).
+    """
+    if prob <= 0:
+        return x
+    n = x.shape[0]
+    chosen = (torch.rand(n, 1, 1, 1, generator=generator) < prob).to(x)
+    hsv = _rgb_to_hsv(x.clamp(0, 1))
+    hsv[:, 0] = (hsv[:, 0] + torch.rand(n, 1, 1, generator=generator).to(x)) % 1.0
+    hsv[:, 1] = (hsv[:, 1] * torch.rand(n, 1, 1, generator=generator).to(x) * 1.5).clamp(0, 1)
+    hsv[:, 2] = (hsv[:, 2] * (0.5 + torch.rand(n, 1, 1, generator=generator).to(x))).clamp(0, 1)
+    return chosen * _hsv_to_rgb(hsv) + (1 - chosen) * x
+
+
 def random_crop(tensors: Sequence[torch.Tensor], pad: int, generator: torch.Generator) -> list[torch.Tensor]:
     """The same random pad-and-crop (replicate padding) of several (N, C, H, W) tensors."""
     if pad <= 0:
@@ -288,7 +308,7 @@ def augment(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """VAI's stage-2 pairs: (clean masked frames, cluttered frames, cropped masks), all (N, C, H, W)."""
     n, _, h, w = frames.shape
-    jittered = jitter_colors(frames, generator)
+    jittered = recolor(jitter_colors(frames, generator), config.recolor_prob, generator)
     pad = config.crop_pad if config.crop_pad >= 0 else round(16 / 84 * min(h, w))
     frames, jittered, masks = random_crop([frames, jittered, masks], pad, generator)
     masked = frames * masks

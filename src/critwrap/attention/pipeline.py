@@ -70,12 +70,14 @@ def make_pixel_env(
     channels_first: bool = False,
     distraction: str = "none",
     adapter: str | None = None,
+    adapter_output: str = "masked",
     seed: int | None = None,
 ) -> gym.Env[Any, Any]:
     """A pixel env: MuJoCo envs are rendered (PixelObservation); others must already give RGB images.
 
     ``distraction`` is a key of :data:`DISTRACTIONS`; ``adapter`` a checkpoint folder for
-    :class:`~critwrap.wrappers.attention.AttentionAdapter` (applied last, after the distraction).
+    :class:`~critwrap.wrappers.attention.AttentionAdapter` (applied last, after the distraction), with
+    ``adapter_output`` its ``output`` (``"masked"``: frame x mask, VAI's; ``"mask"``: the mask alone).
     """
     import critwrap
 
@@ -110,7 +112,7 @@ def make_pixel_env(
     else:
         wrappers += specs
     if adapter is not None:
-        wrappers.append(("attention-adapter", {"checkpoint": str(adapter)}))
+        wrappers.append(("attention-adapter", {"checkpoint": str(adapter), "output": adapter_output}))
     return critwrap.make(env_id, wrappers=wrappers)
 
 

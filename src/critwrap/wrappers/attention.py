@@ -41,12 +41,26 @@ class AttentionAdapter(CritwrapWrapper, gym.ObservationWrapper[np.ndarray, Any, 
         checkpoint: folder of the adapter checkpoint (``adapter.safetensors`` + ``adapter.json``).
         device: torch device of the adapter.
         threshold: if given, binarise the mask at this value (VAI multiplies by the soft mask).
+        output: ``"masked"`` (default, VAI's): each frame times its mask; ``"mask"`` (critwrap's
+            addition): the mask alone, as a grey frame (``255 * mask`` in all three channels), so the
+            policy sees the foreground's silhouette and none of its colours.
     """
 
+    OUTPUTS = ("masked", "mask")
+
     def __init__(
-        self, env: gym.Env[Any, Any], checkpoint: str, device: str = "cpu", threshold: float | None = None
+        self,
+        env: gym.Env[Any, Any],
+        checkpoint: str,
+        device: str = "cpu",
+        threshold: float | None = None,
+        output: str = "masked",
     ) -> None:
-        CritwrapWrapper.__init__(self, checkpoint=checkpoint, device=device, threshold=threshold)
+        if output not in self.OUTPUTS:
+            raise ValueError(f"AttentionAdapter output must be one of {self.OUTPUTS}, got {output!r}")
+        CritwrapWrapper.__init__(
+            self, checkpoint=checkpoint, device=device, threshold=threshold, output=output
+        )
         gym.ObservationWrapper.__init__(self, env)
         self.layout = FrameLayout(env.observation_space, "AttentionAdapter")
         if self.layout.frame_channels != 3:
@@ -66,6 +80,7 @@ class AttentionAdapter(CritwrapWrapper, gym.ObservationWrapper[np.ndarray, Any, 
             )
         self.device = device
         self.threshold = threshold
+        self.output = output
         self.last_mask: np.ndarray | None = None
 
     def masks(self, observation: np.ndarray) -> np.ndarray:
@@ -86,5 +101,8 @@ class AttentionAdapter(CritwrapWrapper, gym.ObservationWrapper[np.ndarray, Any, 
         frames = self.layout.split(np.asarray(observation))
         mask = self._masks(frames)
         self.last_mask = mask
+        if self.output == "mask":
+            grey = np.round(255.0 * mask).astype(np.uint8)
+            return self.layout.join(np.repeat(grey[..., None], 3, axis=-1))
         masked = np.round(frames.astype(np.float32) * mask[..., None]).astype(np.uint8)
         return self.layout.join(masked)

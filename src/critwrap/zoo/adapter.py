@@ -58,6 +58,12 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pos-weight", type=float, default=15.0, help="foreground weight of the mask loss (default 15)"
     )
+    p.add_argument(
+        "--recolor-prob",
+        type=float,
+        default=0.0,
+        help="share of stage-2 frames whose foreground gets a random colour (critwrap's addition; default 0, VAI's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in --out")
@@ -119,6 +125,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         iterations=args.stage2_iterations,
         batch_size=args.stage2_batch,
         pos_weight=args.pos_weight,
+        recolor_prob=args.recolor_prob,
         seed=args.seed,
     )
     log = None if args.quiet else (lambda message: print(message, flush=True))
