@@ -136,6 +136,80 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
     return rows, timing
 
 
+def _train_seeds(args: argparse.Namespace, seeds: list[int], data_dir: Path) -> list[Any]:
+    """Fit and evaluate DSI for each seed (``args.jobs`` processes at once)."""
+    if args.jobs > 1 and len(seeds) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(args.jobs, len(seeds)), mp_context=mp.get_context("spawn")) as pool:
+            return list(pool.map(_run_seed, [(vars(args), s, str(data_dir)) for s in seeds]))
+    return [_run_seed((vars(args), s, str(data_dir))) for s in seeds]
+
+
+def _ensembles(
+    args: argparse.Namespace, data_dir: Path, val: list[Any], test: list[Any], rows: dict[str, list[Any]]
+) -> list[Any]:
+    """--ensemble N: per seed s, a MeanEnsemble of the runs s*N .. s*N+N-1, members picked on validation.
+
+    Each member is an ordinary run of this benchmark (fitted, saved to OUT/dsi_seed<m>, evaluated on its
+    own; its rows are kept in OUT/member_seed<m>.json and reused by later invocations). The ensemble's
+    training time is the sum of its members' (they are independent and could run on separate cores).
+    """
+    from critwrap.detectors.dsi import DSI
+    from critwrap.detectors.ensemble import MeanEnsemble, select_members
+
+    out = Path(args.out)
+    n = args.ensemble
+    keep = args.ensemble_keep or n
+    groups = {s: [s * n + i for i in range(n)] for s in args.seeds}
+    members = sorted({m for g in groups.values() for m in g})
+    done: dict[int, Any] = {}
+    for m in members:
+        path = out / f"member_seed{m}.json"
+        if path.is_file() and (out / f"dsi_seed{m}" / "config.json").is_file():
+            done[m] = json.loads(path.read_text())
+    todo = [m for m in members if m not in done]
+    for m, (member_rows, member_timing) in zip(todo, _train_seeds(args, todo, data_dir)):
+        done[m] = {"rows": member_rows, "timing": member_timing}
+        (out / f"member_seed{m}.json").write_text(json.dumps(done[m], indent=1, default=str))
+    rows["DSI, single runs (every member)"] = [done[m]["rows"]["DSI"] for m in members]
+    val_truth = [e.metadata["critical_steps"] for e in val]
+    results = []
+    for s, group in groups.items():
+        dets = [DSI.load(out / f"dsi_seed{m}") for m in group]
+        chosen, precision = select_members(dets, [e.frames for e in val], val_truth, keep)
+        ensemble = MeanEnsemble([dets[i] for i in chosen])
+        t0 = time.time()
+        scores = ensemble.score_batch([e.frames for e in test])
+        score_s = time.time() - t0
+        timings = [done[m]["timing"] for m in group]
+        timing = {
+            "seed": s,
+            "members": group,
+            "chosen": [group[i] for i in chosen],
+            "member_val_top_m": [round(p, 4) for p in precision],
+            "train_seconds": float(sum(t["train_seconds"] for t in timings)),
+            "train_cpu_seconds": float(sum(t["train_cpu_seconds"] for t in timings)),
+            "train_frames_per_second": float(np.mean([t["train_frames_per_second"] for t in timings])),
+            "score_frames_per_second": sum(len(x) for x in scores) / max(score_s, 1e-9),
+            "selected_epoch": [t["selected_epoch"] for t in timings],
+            "val_top_m_per_epoch": [t["val_top_m_per_epoch"] for t in timings],
+        }
+        best = group[chosen[0]]
+        seed_rows = {
+            "DSI": evaluate_detector(ensemble, test, val_episodes=val, grid=args.grid),
+            "saliency (DSI predictor)": done[best]["rows"]["saliency (DSI predictor)"],
+            "random": done[best]["rows"]["random"],
+        }
+        ensemble.save(out / f"ensemble_seed{s}")
+        print(
+            json.dumps({"ensemble_seed": s, "timing": timing, "DSI": seed_rows["DSI"]["per_T"]}, default=str)
+        )
+        results.append((seed_rows, timing))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench_out/critical_states")
@@ -195,6 +269,19 @@ def main(argv: list[str] | None = None) -> int:
         help="--select-epoch criterion: validation top-m precision (default) or validation F1@2 at the best "
         "validation threshold (fine grid)",
     )
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="critwrap's addition: each seed s is a MeanEnsemble of DSI runs with seeds s*N .. s*N+N-1 "
+        "(trained runs are reused from OUT/dsi_seed<m> + OUT/member_seed<m>.json); default 1: one run",
+    )
+    p.add_argument(
+        "--ensemble-keep",
+        type=int,
+        default=None,
+        help="keep the K members with the best validation top-m precision (default: all N)",
+    )
     p.add_argument("--grid", default="fine", choices=["fine", "paper"], help="thresholds tried on validation")
     p.add_argument("--markdown", default=None, help="write the result table to this Markdown file")
     args = p.parse_args(argv)
@@ -224,17 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     channels = tuple(int(c) for c in args.channels.split(","))
     rows: dict[str, list[dict[str, Any]]] = {"DSI": [], "saliency (DSI predictor)": [], "random": []}
     timing: list[dict[str, float]] = []
-    if args.jobs > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(min(args.jobs, len(args.seeds)), mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(_run_seed, [(vars(args), s, str(data_dir)) for s in args.seeds]))
+    if args.ensemble > 1:
+        results = _ensembles(args, data_dir, val, test, rows)
     else:
-        results = [_run_seed((vars(args), s, str(data_dir))) for s in args.seeds]
+        results = _train_seeds(args, args.seeds, data_dir)
     for seed_rows, seed_timing in results:
         for k, v in seed_rows.items():
-            rows[k].append(v)
+            rows.setdefault(k, []).append(v)
         timing.append(seed_timing)
 
     def agg(reports: list[dict[str, Any]], key: str, T: int | None = None) -> tuple[float, float]:
@@ -274,7 +357,14 @@ def main(argv: list[str] | None = None) -> int:
             f"validation ({args.grid} threshold grid). GridWorld: {args.style} style, negatives of {args.negative_length} lengths. "
             f"DSI: channels {channels}, LSTM {args.lstm_hidden}, {args.epochs} epochs, batch "
             f"{args.batch_size}, lr {args.lr}, {json.dumps(_dsi_kwargs(vars(args)), default=str)}; "
-            f"DSIConfig defaults otherwise.",
+            f"DSIConfig defaults otherwise."
+            + (
+                f" DSI row: a MeanEnsemble per seed of {args.ensemble} runs (seeds s*{args.ensemble}+i), the "
+                f"{args.ensemble_keep or args.ensemble} with the best validation top-m kept; members chosen "
+                f"{[t['chosen'] for t in timing]}; training time below is the sum over an ensemble's runs."
+                if args.ensemble > 1
+                else ""
+            ),
             "",
             *lines,
             "",
