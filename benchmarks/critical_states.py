@@ -169,6 +169,8 @@ def _ensembles(
         path = out / f"member_seed{m}.json"
         if path.is_file() and (out / f"dsi_seed{m}" / "config.json").is_file():
             done[m] = json.loads(path.read_text())
+            for report in done[m]["rows"].values():  # JSON keys are strings; the tolerances are ints
+                report["per_T"] = {int(T): v for T, v in report["per_T"].items()}
     todo = [m for m in members if m not in done]
     for m, (member_rows, member_timing) in zip(todo, _train_seeds(args, todo, data_dir)):
         done[m] = {"rows": member_rows, "timing": member_timing}
