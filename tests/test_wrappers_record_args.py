@@ -88,6 +88,7 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
             "checkpoint": str(MaskAdapter(2, (56, 56)).save(tmp / "adapter").parent),
             "device": "cpu:0",
             "threshold": 0.5,
+            "output": "mask",
         },
     ),
     "subgoal-reward": (
