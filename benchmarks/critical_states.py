@@ -69,6 +69,11 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
     out = Path(args["out"])
     data_dir = Path(data)
     train = list(EpisodeStore(data_dir / "train", create=False))
+    if args.get("subsample"):  # bagging: each run sees its own random subset of the training episodes
+        if args["subsample"] > len(train):
+            raise ValueError(f"--subsample {args['subsample']} > {len(train)} training episodes")
+        pick = np.random.default_rng([seed, 7919]).choice(len(train), args["subsample"], replace=False)
+        train = [train[i] for i in sorted(pick)]
     val = _positives(list(EpisodeStore(data_dir / "val", create=False)))
     test = _positives(list(EpisodeStore(data_dir / "test", create=False)))
     t0 = time.time()
@@ -99,9 +104,12 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
         if schedule and int(record["epoch"]) + 1 < len(schedule):  # the L1 weight of the next epoch
             d.config.l1 = float(schedule[int(record["epoch"]) + 1])
 
+    if args.get("pretrain_epochs"):  # critwrap's addition: the predictor alone first, then both nets
+        det.fit(train, epochs=args["pretrain_epochs"], progress=False, seed=seed, predictor_only=True)
     det.fit(
         train,
         epochs=args["epochs"],
+        warm_start=bool(args.get("pretrain_epochs")),
         progress=args["jobs"] == 1,
         seed=seed,
         tensorboard_log=str(out / f"tb_seed{seed}"),
@@ -270,6 +278,20 @@ def main(argv: list[str] | None = None) -> int:
         choices=["top-m", "f1"],
         help="--select-epoch criterion: validation top-m precision (default) or validation F1@2 at the best "
         "validation threshold (fine grid)",
+    )
+    p.add_argument(
+        "--subsample",
+        type=int,
+        default=None,
+        help="critwrap's addition: each run trains on its own random subset of this many training episodes "
+        "(drawn with the run's seed; with --ensemble this is bagging)",
+    )
+    p.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=0,
+        help="critwrap's addition: train the return predictor alone for this many epochs before the "
+        "alternating loop (default 0: the paper's loop from the start)",
     )
     p.add_argument(
         "--ensemble",

@@ -417,3 +417,37 @@ def test_online_wrapper_observation_attack_without_victim_raises() -> None:
     env = CriticalAttack(VectorEnv(), detector="random", k=1, threshold=0.0, perturbation="fgsm", epsilon=0.1)
     with pytest.raises(RuntimeError, match="needs a victim"):
         env.reset(seed=0)
+
+
+# ---- lead: attacking before the top-scored frame -----------------------------------------------------
+class LateFlagDetector(Detector):
+    """Scores the frame two steps after the critical step highest (a detector that sees the outcome late)."""
+
+    registry_name = ""
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        t = np.round(np.asarray(frames)[:, 0] * T).astype(int)
+        return (t == CRITICAL + 2).astype(np.float64)
+
+
+def test_detector_lead_attacks_before_the_top_frame() -> None:
+    env = CriticalCorridor()
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    assert detector_steps(clean, 1, LateFlagDetector()) == [CRITICAL + 2]
+    assert detector_steps(clean, 1, LateFlagDetector(), lead=2) == [CRITICAL]
+    # frames closer than `lead` to the start are never chosen; k is limited to the led frames
+    assert detector_steps(clean, T - 3, LateFlagDetector(), lead=3) == list(range(T - 3))
+    with pytest.raises(EpisodeTooShortError, match="lead=3"):
+        detector_steps(clean, T - 2, LateFlagDetector(), lead=3)
+    assert detector_steps(clean, T, LateFlagDetector(), lead=3, allow_short=True) == list(range(T - 3))
+    with pytest.raises(ValueError, match="lead must be >= 0"):
+        detector_steps(clean, 1, LateFlagDetector(), lead=-1)
+    model = always_zero(env)
+    late = evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=3, methods=["detector"])
+    led = evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=3, methods=["detector"], detector_lead=2)
+    assert late.table()[1]["drop"] == pytest.approx(1.0)
+    assert led.table()[1]["drop"] == pytest.approx(T - CRITICAL)
+    assert led.settings["detector_lead"] == 2
+    with pytest.raises(ValueError, match="detector_lead"):
+        evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=1, detector_lead=-1)

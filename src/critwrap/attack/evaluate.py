@@ -183,6 +183,7 @@ def evaluate_attack(
     clean_runs: Sequence[EpisodeRecord] | None = None,
     rankers: Mapping[str, Callable[[EpisodeRecord], np.ndarray]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    detector_lead: int = 0,
 ) -> AttackReport:
     """The replay-protocol comparison over ``episodes`` seeds ``seed, seed + 1, ...``.
 
@@ -201,6 +202,9 @@ def evaluate_attack(
         rankers: more methods, by name: ``fn(clean_episode) -> scores (T,)``; their top-k steps are attacked
             (e.g. another detector, or an oracle reference).
         progress: called as ``progress(done, total)`` after each seed.
+        detector_lead: the detector's method attacks this many steps before each top-scored frame
+            (:func:`~critwrap.attack.protocols.detector_steps`' ``lead``; 2 is the original Pong attack
+            script's alignment). Random, victim and ranker steps are not shifted.
     """
     t0 = time.perf_counter()
     if not isinstance(victim, Victim):
@@ -213,6 +217,8 @@ def evaluate_attack(
     if clash:
         raise ValueError(f"ranker names must differ from 'clean' and {METHODS}, got {clash}")
     methods = [*methods, *rankers]
+    if int(detector_lead) < 0:
+        raise ValueError(f"detector_lead must be >= 0 steps, got {detector_lead}")
     if "detector" in methods and detector is None:
         raise ValueError("the 'detector' method needs a detector")
     if episodes < 1 and clean_runs is None:
@@ -242,7 +248,7 @@ def evaluate_attack(
             changed[m].append(0)
         for j, m in enumerate(methods):
             if m == "detector":
-                steps = detector_steps(clean, k, detector, allow_short=allow_short)
+                steps = detector_steps(clean, k, detector, allow_short=allow_short, lead=detector_lead)
             elif m in rankers:
                 steps = detector_steps(
                     clean, k, scores=np.asarray(rankers[m](clean)), allow_short=allow_short
@@ -285,5 +291,9 @@ def evaluate_attack(
         win_threshold=float(win_threshold),
         n_boot=n_boot,
         seconds=time.perf_counter() - t0,
-        settings={"allow_short": allow_short, "victim_importance": victim.importance_method},
+        settings={
+            "allow_short": allow_short,
+            "victim_importance": victim.importance_method,
+            "detector_lead": int(detector_lead),
+        },
     )

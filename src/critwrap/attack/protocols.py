@@ -223,9 +223,19 @@ def detector_steps(
     *,
     scores: np.ndarray | None = None,
     allow_short: bool = False,
+    lead: int = 0,
 ) -> list[int]:
-    """The top-``k`` steps of the clean episode by the detector's score (``detector.score(frames)``)."""
-    k = _check_k(clean, k, allow_short)
+    """The top-``k`` steps of the clean episode by the detector's score (``detector.score(frames)``).
+
+    ``lead``: attack the step ``lead`` steps *before* each top-scored frame (frames closer than ``lead``
+    to the start cannot be chosen). ``0`` (default) attacks the action taken at the critical frame. The
+    Deep State Identifier's Pong attack script scores the frames after each action and perturbs the
+    action two steps before the top-scored frame, i.e. ``lead=2`` in this indexing: a detector trained
+    to explain outcomes marks the frames where the outcome shows, which come after the decisive action.
+    """
+    lead = int(lead)
+    if lead < 0:
+        raise ValueError(f"lead must be >= 0 steps, got {lead}")
     if scores is None:
         if detector is None:
             raise ValueError("give a detector or precomputed scores")
@@ -234,7 +244,24 @@ def detector_steps(
         raise ValueError(
             f"the detector returned scores of shape {scores.shape} for an episode of {clean.length} steps"
         )
-    return sorted(np.argsort(-scores, kind="stable")[:k].tolist())
+    if lead == 0:
+        k = _check_k(clean, k, allow_short)
+        return sorted(np.argsort(-scores, kind="stable")[:k].tolist())
+    usable = clean.length - lead
+    if usable < 1 or k > usable:
+        if k < 1:
+            raise ValueError(f"k must be >= 1 attacked steps, got {k}")
+        if not allow_short or usable < 1:
+            raise EpisodeTooShortError(
+                f"k={k} steps with lead={lead} asked for, but the clean episode of seed {clean.seed} has only "
+                f"{clean.length} steps ({max(usable, 0)} frames can be led); lower k or lead"
+                + (", or pass allow_short=True" if usable >= 1 else "")
+            )
+        k = usable
+    if k < 1:
+        raise ValueError(f"k must be >= 1 attacked steps, got {k}")
+    top = np.argsort(-scores[lead:], kind="stable")[:k]  # frame lead + i -> step i
+    return sorted(top.tolist())
 
 
 def random_steps(

@@ -172,6 +172,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--detector", default=None, metavar="PATH", help="a saved detector directory (or a registry name)"
     )
     p.add_argument("--top-k", type=int, default=30, help="attacked steps per episode (default 30)")
+    p.add_argument(
+        "--lead",
+        type=int,
+        default=0,
+        help="attack this many steps before each of the detector's top-k frames (default 0: the action at "
+        "the critical frame; 2: the original Pong attack script's alignment)",
+    )
     p.add_argument("--episodes", type=int, default=100, help="seeded episodes (default 100)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (episodes use seed, seed+1, ...)")
     p.add_argument("--perturb", default="action", choices=["action", "fgsm", "pgd"], help="perturbation")
@@ -220,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.lead < 0:
+        raise ValueError(f"--lead must be >= 0 steps, got {args.lead}")
     env_kwargs: dict[str, Any] = {}
     if args.env_kwarg:
         import yaml
@@ -257,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
             win_threshold=args.win_threshold,
             allow_short=args.allow_short,
             progress=progress,
+            detector_lead=args.lead,
         )
     finally:
         env.close()
