@@ -71,6 +71,10 @@ def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "only 8 steps" in capsys.readouterr().err
     assert main([*full, "--perturb", "fgsm"]) == 1
     assert "needs epsilon" in capsys.readouterr().err
+    assert main([*full, "--top-k", "1", "--lead", "-1"]) == 1
+    assert "--lead must be >= 0" in capsys.readouterr().err
+    assert main([*full, "--top-k", "7", "--lead", "2"]) == 1
+    assert "lead=2" in capsys.readouterr().err
     missing = ["attack", "--model", str(setup["root"] / "missing.zip"), "--detector", str(setup["det"])]
     assert main([*missing, "--quiet"]) == 1
     assert "no such run directory or model file" in capsys.readouterr().err
