@@ -445,7 +445,9 @@ def test_detector_lead_attacks_before_the_top_frame() -> None:
         detector_steps(clean, 1, LateFlagDetector(), lead=-1)
     model = always_zero(env)
     late = evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=3, methods=["detector"])
-    led = evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=3, methods=["detector"], detector_lead=2)
+    led = evaluate_attack(
+        env, model, LateFlagDetector(), k=1, episodes=3, methods=["detector"], detector_lead=2
+    )
     assert late.table()[1]["drop"] == pytest.approx(1.0)
     assert led.table()[1]["drop"] == pytest.approx(T - CRITICAL)
     assert led.settings["detector_lead"] == 2

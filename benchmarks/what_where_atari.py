@@ -1,0 +1,150 @@
+"""What/where extractor vs SB3's NatureCNN on an Atari game, PPO at equal environment steps.
+
+One process per (extractor, seed) run (``--jobs`` at once); each run appends one JSON line to
+``OUT/runs.jsonl`` (a rerun skips the runs already there) and the summary is printed as Markdown:
+per extractor, the final evaluation return (``--eval-episodes`` episodes with sampled actions, env seeds
+10000+) and the mean return of the last 100 training episodes, mean ± std over seeds, and the
+what/where / NatureCNN ratio of the means (the issue's target: >= 0.95).
+
+    python benchmarks/what_where_atari.py --out bench_out/what_where --game Breakout --steps 100000 --seeds 0 1 --jobs 2
+
+PPO settings are the Atari ones of the attention benchmark (4 envs, n_steps 128, batch 256, 4 epochs,
+lr 2.5e-4, clip 0.1, entropy 0.01), the same for both extractors; critwrap.make's Atari preprocessing
+(84x84 grey, 4 stacked frames, frame skip 4, episodic life and clipped rewards in training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXTRACTORS = ("nature-cnn", "what-where")
+
+
+def _run(job: tuple[str, str, int, int, int, str]) -> dict[str, Any]:
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.monitor import Monitor
+
+    import critwrap
+    from critwrap.extractors import WhatWhereExtractor
+
+    name, game, steps, seed, eval_episodes, out = job
+    torch.set_num_threads(1)
+    venv = make_vec_env(lambda: Monitor(critwrap.make(game, training=True)), n_envs=4, seed=seed)
+    kwargs: dict[str, Any] = {}
+    if name == "what-where":
+        kwargs["features_extractor_class"] = WhatWhereExtractor
+    model = PPO(
+        "CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4, clip_range=0.1,
+        ent_coef=0.01, vf_coef=0.5, seed=seed, policy_kwargs=kwargs, verbose=0,
+        tensorboard_log=str(Path(out) / "tb"),
+    )  # fmt: skip
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.learn(steps, tb_log_name=f"{name}_seed{seed}")
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    train_returns = [float(ep["r"]) for ep in model.ep_info_buffer]  # last 100 (life-loss) episodes
+    env = critwrap.make(game)
+    returns = []
+    for e in range(eval_episodes):
+        obs, _ = env.reset(seed=10_000 + e)
+        total, done, t = 0.0, False, 0
+        while not done and t < 27_000:
+            action, _ = model.predict(obs, deterministic=False)
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total += float(reward)
+            done = terminated or truncated
+            t += 1
+        returns.append(total)
+    env.close()
+    venv.close()
+    return {
+        "extractor": name,
+        "game": game,
+        "steps": steps,
+        "seed": seed,
+        "eval_returns": returns,
+        "eval_mean": float(np.mean(returns)),
+        "train_last100_mean": float(np.mean(train_returns)) if train_returns else float("nan"),
+        "train_seconds": train_s,
+        "train_cpu_seconds": train_cpu,
+        "steps_per_cpu_second": steps / max(train_cpu, 1e-9),
+    }
+
+
+def summary(rows: list[dict[str, Any]], game: str, steps: int) -> str:
+    rows = [r for r in rows if r["game"] == game and r["steps"] == steps]
+    lines = [
+        f"**{game}, PPO, {steps} environment steps per run** (eval: sampled actions, full games)",
+        "",
+        "| extractor | seeds | eval return (mean ± std over seeds) | last 100 training episodes | per seed (eval) | steps / CPU-s |",
+        "|---|---|---|---|---|---|",
+    ]
+    means: dict[str, float] = {}
+    for name in EXTRACTORS:
+        mine = sorted((r for r in rows if r["extractor"] == name), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        ev = np.array([r["eval_mean"] for r in mine])
+        tr = np.array([r["train_last100_mean"] for r in mine])
+        means[name] = float(ev.mean())
+        lines.append(
+            f"| {name} | {len(mine)} | {ev.mean():.1f} ± {ev.std():.1f} | {tr.mean():.2f} ± {tr.std():.2f} | "
+            + ", ".join(f"{r['eval_mean']:.1f}" for r in mine)
+            + f" | {np.mean([r['steps_per_cpu_second'] for r in mine]):.0f} |"
+        )
+    if len(means) == 2 and means["nature-cnn"] > 0:
+        lines += ["", f"what-where / NatureCNN (eval means): {means['what-where'] / means['nature-cnn']:.2f}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("bench_out/what_where"))
+    p.add_argument("--game", default="Breakout")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--summary-only", action="store_true")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "runs.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    done = {(r["extractor"], r["game"], r["steps"], r["seed"]) for r in rows}
+    jobs = [
+        (name, args.game, args.steps, seed, args.eval_episodes, str(args.out))
+        for seed in args.seeds
+        for name in EXTRACTORS
+        if (name, args.game, args.steps, seed) not in done
+    ]
+    if jobs and not args.summary_only:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(
+            max(1, min(args.jobs, len(jobs))), mp_context=mp.get_context("spawn")
+        ) as pool:
+            futures = [pool.submit(_run, job) for job in jobs]
+            for fut in as_completed(futures):
+                row = fut.result()
+                row["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+                with path.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print(summary(rows, args.game, args.steps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
