@@ -282,6 +282,7 @@ def run_one(
     k: int,
     bonus: float = 1.0,
     potential_based: bool = True,
+    windows: int = 10,
 ) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -337,7 +338,7 @@ def run_one(
     model.learn(total_timesteps=steps, callback=track)
     wall = time.perf_counter() - t0
     venv.close()
-    edges = np.linspace(0, steps, 11)
+    edges = np.linspace(0, steps, windows + 1)
     curve = []
     counts = []
     for lo, hi in itertools.pairwise(edges):
@@ -358,6 +359,7 @@ def run_one(
         "final_success": float(np.mean(final)) if final else 0.0,
         "episodes": len(track.ends),
         "mean_abs_bonus_per_step": track.bonus / max(int(model.num_timesteps), 1),
+        "windows": windows,
     }
 
 
@@ -463,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--sweep", nargs="*", type=float, default=[], help="also print the matching at these thresholds"
     )
+    p.add_argument("--windows", type=int, default=10, help="success-rate windows per run (curve resolution)")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--markdown", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
@@ -529,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.k,
                         args.bonus,
                         not args.plain,
+                        windows=args.windows,
                     )
                     r["load"] = os.getloadavg()[0]
                     with results.open("a") as f:
