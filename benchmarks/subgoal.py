@@ -466,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep", nargs="*", type=float, default=[], help="also print the matching at these thresholds"
     )
     p.add_argument("--windows", type=int, default=10, help="success-rate windows per run (curve resolution)")
+    p.add_argument(
+        "--detector-tasks",
+        nargs="+",
+        default=list(TASKS),
+        choices=list(TASKS),
+        help="fit the detector on these tasks' episodes only (default: all tasks together)",
+    )
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--markdown", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
@@ -475,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.summary_only:
         t0 = time.perf_counter()
         data = build_data(args.episodes_per_kind, args.val_episodes)
-        det, stats = fit_detector(args.out, data, args.detector_epochs)
+        det, stats = fit_detector(args.out, {t: data[t] for t in args.detector_tasks}, args.detector_epochs)
         print(f"data + detector: {time.perf_counter() - t0:.0f}s; {json.dumps(stats)}", flush=True)
         per_task_eps: dict[str, list[Any]] = {}
         match_stats = {}
