@@ -279,6 +279,37 @@ def test_discrete_action_envs_are_refused() -> None:
 # ---- the whole loop, small ---------------------------------------------------------------------------
 
 
+def test_infer_reward_with_reset_solver_trains_a_new_sac_per_iteration() -> None:
+    cfg = RLSPConfig.small(
+        horizon=2,
+        solver_iterations=60,
+        n_rollouts_init=2,
+        rollout_length=50,
+        n_trajectories=8,
+        reset_solver=True,
+    )
+    states = np.array([[0.0, 0.01, 0.0, 0.0]])
+    result = infer_reward("InvertedPendulum-v5", states, cfg)
+    assert [h["horizon"] for h in result.history] == [1, 2]
+    assert result.rlsp.done
+    # the returned model is the last fresh SAC: it has seen one iteration's steps, not the sum
+    assert result.model.num_timesteps == cfg.solver_iterations
+    assert not np.allclose(result.rlsp.theta, result.rlsp.initial_theta())
+
+
+def test_rlsp_update_refuses_reset_solver() -> None:
+    from stable_baselines3 import SAC
+
+    from critwrap.rlsp.callback import RLSPUpdate
+    from critwrap.rlsp.deep_rlsp import make_policy_env
+
+    cfg = RLSPConfig.small(n_rollouts_init=2, rollout_length=20, reset_solver=True)
+    rlsp = DeepRLSP("InvertedPendulum-v5", np.zeros((1, 4)), cfg)
+    model = SAC("MlpPolicy", make_policy_env(rlsp), learning_starts=0, device="cpu")
+    with pytest.raises(ValueError, match="reset_solver"):
+        model.learn(10, callback=RLSPUpdate(rlsp, update_every=5))
+
+
 def test_infer_reward_runs_the_curriculum_with_sac(tmp_path: Any) -> None:
     cfg = RLSPConfig.small(
         horizon=2, solver_iterations=100, n_rollouts_init=2, rollout_length=50, n_trajectories=8

@@ -121,6 +121,12 @@ class RLSPUpdate(BaseCallback):
             else:
                 config = RLSPConfig.fast(**self.config_overrides)
             self.rlsp = DeepRLSP(env_id, states, config)
+        if self.rlsp.config.reset_solver:
+            raise ValueError(
+                "reset_solver=True trains a new SAC for every Deep RLSP iteration, which a callback inside "
+                "one algorithm's learn() cannot do; use critwrap.rlsp.deep_rlsp.infer_reward for it, or "
+                "set reset_solver=False to continue this algorithm across iterations"
+            )
         if not self.rlsp._ready:
             self.rlsp.setup()
         self._push()

@@ -17,8 +17,9 @@ configuration (``run_mujoco.py``) except where noted there. :func:`infer_reward`
 with SB3 SAC and returns the :class:`~critwrap.rlsp.reward.InferredReward`.
 
 Differences from the original, all documented where they are: features are the posterior mean (not a
-sample); SAC is continued across iterations (the original's default ``reset_solver=False``; its pendulum
-config retrains a new SAC for 50 000 steps every iteration); the inverse dynamics and VAE are not
+sample); SAC is continued across iterations by default (the original's base default
+``reset_solver=False``; its pendulum config retrains a new SAC for 50 000 steps every iteration, which
+``RLSPConfig(reset_solver=True)`` does in :func:`infer_reward`); the inverse dynamics and VAE are not
 trained further during the loop (the original's MuJoCo default as well).
 
 Example (small settings; the defaults take hours on a CPU):
@@ -98,6 +99,9 @@ class RLSPConfig:
     clip_obs: float | None = OBS_CLIP
     # the policy (SAC) between gradient steps
     solver_iterations: int = 50_000
+    # a fresh SAC for every iteration (the original's pendulum config; its base default is False, and
+    # only infer_reward can honour it: the RLSPUpdate callback continues the algorithm it runs in)
+    reset_solver: bool = False
     policy_horizon_factor: int = 100
     policy_episode_steps: int | None = None  # None: horizon * policy_horizon_factor
     init_prob: float = 0.2
@@ -718,7 +722,8 @@ def infer_reward(
 
     SAC trains on the current inferred reward for ``solver_iterations`` steps between gradient steps
     (:class:`~critwrap.rlsp.callback.RLSPUpdate`), until the horizon curriculum ends (or
-    ``max_policy_steps`` SAC steps, when given).
+    ``max_policy_steps`` SAC steps, when given). With ``config.reset_solver`` every iteration trains a
+    new SAC from scratch instead (the original's pendulum setting); ``model`` is then the last one.
     """
     from stable_baselines3 import SAC
 
@@ -735,16 +740,37 @@ def infer_reward(
         sac_kwargs = {**default_sac_kwargs(env_id), "learning_starts": 0}
     else:
         sac_kwargs = dict(cfg.sac_kwargs)
-    model = SAC("MlpPolicy", venv, seed=cfg.seed, device="cpu", verbose=0, **sac_kwargs)
-    callback = RLSPUpdate(rlsp, update_every=cfg.solver_iterations, save_path=save_path)
-    # enough steps for every epoch the curriculum can take; the callback stops training when it ends
+    # enough steps for every epoch the curriculum can take; training stops when it ends
     max_epochs = cfg.epochs
     if cfg.horizon_curriculum:
         max_epochs = min(cfg.epochs, cfg.horizon * cfg.max_epochs_per_horizon)
-    total = cfg.solver_iterations * (max_epochs + 1)
-    if max_policy_steps is not None:
-        total = min(total, int(max_policy_steps))
-    model.learn(total_timesteps=total, callback=callback)
+    if cfg.reset_solver:
+        # the original's reset_solver=True: a new SAC trained from scratch on the current reward for
+        # solver_iterations steps before every gradient step (its pendulum config)
+        budget = None if max_policy_steps is None else int(max_policy_steps)
+        model, used, epoch = None, 0, 0
+        while not rlsp.done and epoch < max_epochs:
+            steps = cfg.solver_iterations if budget is None else min(cfg.solver_iterations, budget - used)
+            if steps <= 0:
+                break
+            venv.env_method("set_inferred_reward", rlsp.reward)
+            venv.env_method("set_start_states", rlsp.start_states, cfg.init_prob)
+            model = SAC("MlpPolicy", venv, seed=cfg.seed + epoch, device="cpu", verbose=0, **sac_kwargs)
+            model.learn(total_timesteps=steps)
+            used += steps
+            rlsp.step(sb3_policy(model))
+            epoch += 1
+            if save_path is not None:
+                rlsp.final_reward.save(save_path)
+        if model is None:
+            model = SAC("MlpPolicy", venv, seed=cfg.seed, device="cpu", verbose=0, **sac_kwargs)
+    else:
+        model = SAC("MlpPolicy", venv, seed=cfg.seed, device="cpu", verbose=0, **sac_kwargs)
+        callback = RLSPUpdate(rlsp, update_every=cfg.solver_iterations, save_path=save_path)
+        total = cfg.solver_iterations * (max_epochs + 1)
+        if max_policy_steps is not None:
+            total = min(total, int(max_policy_steps))
+        model.learn(total_timesteps=total, callback=callback)
     reward = rlsp.final_reward
     if save_path is not None:
         reward.save(save_path)
