@@ -54,7 +54,8 @@ class RLSPUpdate(BaseCallback):
             training starts from ``states`` and ``config``.
         states: path of the observed states (``.npy``, ``.npz``, or an EpisodeStore folder), without ``rlsp``.
         config: :class:`RLSPConfig` fields (a mapping) changed from the preset, without ``rlsp``.
-        preset: ``"fast"`` (:meth:`RLSPConfig.fast`, the default), ``"paper"`` or ``"small"``, without ``rlsp``.
+        preset: ``"fast"`` (:meth:`RLSPConfig.fast`, the default), ``"paper"`` (the original's settings
+            with ``reset_solver=False``: the callback continues its algorithm) or ``"small"``, without ``rlsp``.
         update_every: environment steps (over all envs) between iterations (the original's
             ``solver_iterations``); default: ``rlsp.config.solver_iterations``.
         save_path: save the current reward there (safetensors) after every iteration.
@@ -115,7 +116,8 @@ class RLSPUpdate(BaseCallback):
             if unknown:
                 raise TypeError(f"unknown Deep RLSP settings {unknown}; known: {sorted(fields)}")
             if self.preset == "paper":
-                config = RLSPConfig(**self.config_overrides)
+                # the original's settings, except that this callback continues the algorithm it runs in
+                config = RLSPConfig(**{"reset_solver": False, **self.config_overrides})
             elif self.preset == "small":
                 config = RLSPConfig.small(**self.config_overrides)
             else:

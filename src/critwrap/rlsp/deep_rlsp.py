@@ -17,9 +17,9 @@ configuration (``run_mujoco.py``) except where noted there. :func:`infer_reward`
 with SB3 SAC and returns the :class:`~critwrap.rlsp.reward.InferredReward`.
 
 Differences from the original, all documented where they are: features are the posterior mean (not a
-sample); SAC is continued across iterations by default (the original's base default
-``reset_solver=False``; its pendulum config retrains a new SAC for 50 000 steps every iteration, which
-``RLSPConfig(reset_solver=True)`` does in :func:`infer_reward`); the inverse dynamics and VAE are not
+sample); the fast and small presets and the ``RLSPUpdate`` callback continue one SAC across iterations
+(the original's base default ``reset_solver=False``), while ``RLSPConfig()`` trains a new SAC for 50 000
+steps every iteration, as the original's pendulum config (``reset_solver=True``, in :func:`infer_reward`); the inverse dynamics and VAE are not
 trained further during the loop (the original's MuJoCo default as well).
 
 Example (small settings; the defaults take hours on a CPU):
@@ -99,9 +99,10 @@ class RLSPConfig:
     clip_obs: float | None = OBS_CLIP
     # the policy (SAC) between gradient steps
     solver_iterations: int = 50_000
-    # a fresh SAC for every iteration (the original's pendulum config; its base default is False, and
-    # only infer_reward can honour it: the RLSPUpdate callback continues the algorithm it runs in)
-    reset_solver: bool = False
+    # a fresh SAC for every iteration (the original's pendulum config; its base default is False). Only
+    # infer_reward honours it: the RLSPUpdate callback continues the algorithm it runs in (its "paper"
+    # preset turns it off), and the fast / small presets continue one SAC as well
+    reset_solver: bool = True
     policy_horizon_factor: int = 100
     policy_episode_steps: int | None = None  # None: horizon * policy_horizon_factor
     init_prob: float = 0.2
@@ -147,6 +148,7 @@ class RLSPConfig:
             max_epochs_per_horizon=1,
             n_trajectories=16,
             solver_iterations=200,
+            reset_solver=False,
             policy_horizon_factor=10,
             n_rollouts_init=4,
             rollout_length=100,
@@ -194,6 +196,7 @@ class RLSPConfig:
         values: dict[str, Any] = dict(
             n_trajectories=50,
             solver_iterations=300,
+            reset_solver=False,
             n_rollouts_init=20,
             vae_lr=1e-3,
             vae_epochs=10,

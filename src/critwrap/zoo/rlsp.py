@@ -17,8 +17,8 @@ The reward is written to ``--out`` (safetensors with a JSON config; see :mod:`cr
         --eval-skip-wrapper rlsp-reward
 
 ``--preset fast`` (the default) uses the reduced settings of ``benchmarks/rlsp.py``
-(:meth:`RLSPConfig.fast`, minutes on a CPU); ``--preset paper`` the original's (hours: 50 000 SAC steps
-per iteration); ``--set key=value`` changes any :class:`~critwrap.rlsp.deep_rlsp.RLSPConfig` field.
+(:meth:`RLSPConfig.fast`, minutes on a CPU); ``--preset paper`` the original's (days on a CPU: a new SAC
+trained for 50 000 steps before every iteration, ``reset_solver``); ``--set key=value`` changes any :class:`~critwrap.rlsp.deep_rlsp.RLSPConfig` field.
 ``--method average-features`` / ``waypoints`` fit only the features and write the ablation's reward.
 
 Example:
