@@ -9,6 +9,9 @@ Each one isolates one part of the method (results in ``docs/benchmarks.md``, Dee
 * ``invdyn``: accuracy of the inverse dynamics with the benchmark's budget and with longer training:
   one-step error on expert transitions (relative to the mean one-step change of each coordinate) and
   the drift of a backward reconstruction that uses the expert's *true* past actions.
+* ``backward``: the simulated pasts of upright expert states (mean absolute coordinates 5, 15 and 30
+  steps back, and the share with the pole up) with the better inverse dynamics and the inverse policy of
+  the expert or of a random policy, beside the true pasts.
 * ``loop``: Deep RLSP's outer loop (gradient step, then SAC on the current reward) with the gradient
   computed from the observed states' **true pasts** (windows of expert episodes) instead of the
   simulated ones (``--past true``), or with the method's own simulation (``--past sim``). Prints the
@@ -20,6 +23,7 @@ Usage (after ``python benchmarks/rlsp.py --out bench_out/rlsp``, which trains th
 
     python benchmarks/rlsp_diagnose.py oracle --from bench_out/rlsp
     python benchmarks/rlsp_diagnose.py invdyn --from bench_out/rlsp
+    python benchmarks/rlsp_diagnose.py backward --from bench_out/rlsp
     python benchmarks/rlsp_diagnose.py loop --from bench_out/rlsp --past true --epochs 60
     python benchmarks/rlsp_diagnose.py loop --from bench_out/rlsp --past sim --epochs 60
     python benchmarks/rlsp_diagnose.py loop --from bench_out/rlsp --past true --epochs 40 --reset-steps 4000
@@ -172,6 +176,37 @@ def cmd_invdyn(args: argparse.Namespace) -> dict[str, Any]:
     return {"transitions": len(tr), "upright_share_of_transitions": upright_share, "models": rows}
 
 
+def cmd_backward(args: argparse.Namespace) -> dict[str, Any]:
+    """Simulated pasts of upright expert states, with the better inverse dynamics and the inverse policy of
+    the expert (the best case for the method: its current policy is the expert) or of a random policy."""
+    from critwrap.rlsp.deep_rlsp import sb3_policy
+    from critwrap.rlsp.gradient import backward_rollouts
+
+    rlsp, expert = setup(
+        args.src, args.seed, dynamics_hidden_size=256, dynamics_layers=3, dynamics_epochs=300
+    )
+    pasts, _ = expert_pasts(expert, 50, 60, seed=7000)
+    observed = pasts[:, -1]
+    rng = np.random.default_rng(args.seed)
+    true_stats = {k: np.abs(pasts[:, -1 - k]).mean(axis=0).round(3).tolist() for k in (5, 15, 30)}
+    out: dict[str, Any] = {"true_past_mean_abs": true_stats}
+    act_space = gym.make(ENV_ID).action_space
+    policies = {
+        "expert": sb3_policy(expert),
+        "random": lambda o: rng.uniform(act_space.low, act_space.high, size=(len(o), 1)),
+    }
+    for name, policy in policies.items():
+        rlsp.refit_inverse_policy(policy)
+        back = backward_rollouts(observed, 200, 30, rlsp.inverse_policy, rlsp.inverse_dynamics, rng)
+        obs = back.observations  # (N, 31, 4): index k = k steps before the observed state
+        out[f"{name}_inverse_policy_mean_abs"] = {
+            k: np.abs(obs[:, k]).mean(axis=0).round(3).tolist() for k in (5, 15, 30)
+        }
+        out[f"{name}_share_upright"] = {k: float((np.abs(obs[:, k, 1]) <= 0.2).mean()) for k in (5, 15, 30)}
+        log(f"{name}: {out[f'{name}_inverse_policy_mean_abs']} upright {out[f'{name}_share_upright']}")
+    return out
+
+
 def cmd_loop(args: argparse.Namespace) -> dict[str, Any]:
     from stable_baselines3 import SAC
 
@@ -200,7 +235,7 @@ def cmd_loop(args: argparse.Namespace) -> dict[str, Any]:
             model.learn(args.reset_steps)
         else:
             model.learn(args.sac_steps, reset_num_timesteps=False)
-        horizon = 1 + (29 * epoch) // max(args.epochs - 1, 1)
+        horizon = 1 + ((args.max_horizon - 1) * epoch) // max(args.epochs - 1, 1)
         policy = sb3_policy(model)
         if sim:
             rlsp.refit_inverse_policy(policy)
@@ -231,6 +266,7 @@ def cmd_loop(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "past": args.past,
         "epochs": args.epochs,
+        "max_horizon": args.max_horizon,
         "sac_steps_per_epoch": args.reset_steps or args.sac_steps,
         "reset_solver": bool(args.reset_steps),
         "history": history,
@@ -243,12 +279,13 @@ def cmd_loop(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("oracle", "invdyn", "loop"))
+    p.add_argument("what", choices=("oracle", "invdyn", "backward", "loop"))
     p.add_argument("--from", dest="src", type=Path, default=Path("bench_out/rlsp"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-steps", type=int, default=6000, help="fresh SAC steps on the reward")
     p.add_argument("--past", choices=("true", "sim"), default="true")
     p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--max-horizon", type=int, default=30, help="loop: the curriculum goes 1 -> this")
     p.add_argument("--sac-steps", type=int, default=300, help="SAC steps between gradient steps (loop)")
     p.add_argument(
         "--reset-steps",
