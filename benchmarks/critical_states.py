@@ -31,10 +31,12 @@ def _positives(eps: list[Any]) -> list[Any]:
     return [e for e in eps if e.label == 1 and e.metadata.get("critical_steps")]
 
 
-def evaluate_detector(det: Any, test: list[Any], val_episodes: list[Any], grid: str) -> dict[str, Any]:
+def evaluate_detector(
+    det: Any, test: list[Any], val_episodes: list[Any], grid: str, lookaheads: Any = (0,)
+) -> dict[str, Any]:
     from critwrap.zoo.detect import evaluate_detector as evaluate
 
-    return evaluate(det, test, val_episodes=val_episodes, grid=grid)
+    return evaluate(det, test, val_episodes=val_episodes, grid=grid, lookaheads=tuple(lookaheads))
 
 
 def _dsi_kwargs(args: dict[str, Any]) -> dict[str, Any]:
@@ -132,14 +134,18 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
         "selected_epoch": best["epoch"],
         "val_top_m_per_epoch": best["curve"],
     }
-    grid = args["grid"]
+    grid, ahead = args["grid"], args.get("lookahead") or [0]
     rows = {
-        "DSI": evaluate_detector(det, test, val_episodes=val, grid=grid),
+        "DSI": evaluate_detector(det, test, val_episodes=val, grid=grid, lookaheads=ahead),
         "saliency (DSI predictor)": evaluate_detector(
-            ReturnSaliency.from_dsi(det), test, val_episodes=val, grid=grid
+            ReturnSaliency.from_dsi(det), test, val_episodes=val, grid=grid, lookaheads=ahead
         ),
-        "random": evaluate_detector(RandomDetector(seed=seed), test, val_episodes=val, grid=grid),
+        "random": evaluate_detector(
+            RandomDetector(seed=seed), test, val_episodes=val, grid=grid, lookaheads=ahead
+        ),
     }
+    if any(ahead):
+        rows["DSI without lookahead"] = evaluate_detector(det, test, val_episodes=val, grid=grid)
     print(json.dumps({"seed": seed, "timing": timing, "DSI": rows["DSI"]["per_T"]}, default=str), flush=True)
     return rows, timing
 
@@ -188,7 +194,9 @@ def _ensembles(
     results = []
     for s, group in groups.items():
         dets = [DSI.load(out / f"dsi_seed{m}") for m in group]
-        chosen, precision = select_members(dets, [e.frames for e in val], val_truth, keep)
+        chosen, precision = select_members(
+            dets, [e.frames for e in val], val_truth, keep, by=args.ensemble_select, lookaheads=args.lookahead
+        )
         ensemble = MeanEnsemble([dets[i] for i in chosen])
         t0 = time.time()
         scores = ensemble.score_batch([e.frames for e in test])
@@ -198,7 +206,9 @@ def _ensembles(
             "seed": s,
             "members": group,
             "chosen": [group[i] for i in chosen],
-            "member_val_top_m": [round(p, 4) for p in precision],
+            "member_val_top_m" if args.ensemble_select == "top-m" else "member_val_f1@2": [
+                round(p, 4) for p in precision
+            ],
             "train_seconds": float(sum(t["train_seconds"] for t in timings)),
             "train_cpu_seconds": float(sum(t["train_cpu_seconds"] for t in timings)),
             "train_frames_per_second": float(np.mean([t["train_frames_per_second"] for t in timings])),
@@ -208,10 +218,16 @@ def _ensembles(
         }
         best = group[chosen[0]]
         seed_rows = {
-            "DSI": evaluate_detector(ensemble, test, val_episodes=val, grid=args.grid),
+            "DSI": evaluate_detector(
+                ensemble, test, val_episodes=val, grid=args.grid, lookaheads=args.lookahead
+            ),
             "saliency (DSI predictor)": done[best]["rows"]["saliency (DSI predictor)"],
             "random": done[best]["rows"]["random"],
         }
+        if any(args.lookahead):
+            seed_rows["DSI without lookahead"] = evaluate_detector(
+                ensemble, test, val_episodes=val, grid=args.grid
+            )
         ensemble.save(out / f"ensemble_seed{s}")
         print(
             json.dumps({"ensemble_seed": s, "timing": timing, "DSI": seed_rows["DSI"]["per_T"]}, default=str)
@@ -306,6 +322,21 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="keep the K members with the best validation top-m precision (default: all N)",
     )
+    p.add_argument(
+        "--ensemble-select",
+        default="top-m",
+        choices=["top-m", "f1"],
+        help="how --ensemble-keep ranks the runs: validation top-m precision (default) or validation F1@2 "
+        "(best threshold and --lookahead)",
+    )
+    p.add_argument(
+        "--lookahead",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="critwrap's addition: score lookaheads tried (a frame counts when it or one of the next N "
+        "scores high); per T the best on validation is used, with its threshold (default 0: none)",
+    )
     p.add_argument("--grid", default="fine", choices=["fine", "paper"], help="thresholds tried on validation")
     p.add_argument("--markdown", default=None, help="write the result table to this Markdown file")
     args = p.parse_args(argv)
@@ -378,13 +409,15 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Seeds {args.seeds} (mean ± std over training seeds), {len(train)} training episodes, "
             f"{len(val)} positive validation and {len(test)} positive test episodes; threshold chosen on "
-            f"validation ({args.grid} threshold grid). GridWorld: {args.style} style, negatives of {args.negative_length} lengths. "
+            f"validation ({args.grid} threshold grid"
+            + (f"; lookahead chosen on validation among {args.lookahead}" if any(args.lookahead) else "")
+            + f"). GridWorld: {args.style} style, negatives of {args.negative_length} lengths. "
             f"DSI: channels {channels}, LSTM {args.lstm_hidden}, {args.epochs} epochs, batch "
             f"{args.batch_size}, lr {args.lr}, {json.dumps(_dsi_kwargs(vars(args)), default=str)}; "
             f"DSIConfig defaults otherwise."
             + (
                 f" DSI row: a MeanEnsemble per seed of {args.ensemble} runs (seeds s*{args.ensemble}+i), the "
-                f"{args.ensemble_keep or args.ensemble} with the best validation top-m kept; members chosen "
+                f"{args.ensemble_keep or args.ensemble} with the best validation {args.ensemble_select} kept; members chosen "
                 f"{[t['chosen'] for t in timing]}; training time below is the sum over an ensemble's runs."
                 if args.ensemble > 1
                 else ""

@@ -52,6 +52,8 @@ def _run(job: tuple[str, str, int, int, int, str]) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     model.learn(steps, tb_log_name=f"{name}_seed{seed}")
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    (Path(out) / "models").mkdir(parents=True, exist_ok=True)
+    model.save(Path(out) / "models" / f"{name}_{game}_{steps}_seed{seed}.zip")
     train_returns = [float(ep["r"]) for ep in model.ep_info_buffer]  # last 100 (life-loss) episodes
     env = critwrap.make(game)
     returns = []
@@ -107,6 +109,37 @@ def summary(rows: list[dict[str, Any]], game: str, steps: int) -> str:
     return "\n".join(lines)
 
 
+def attention_pictures(out: Path, game: str, steps: int, seed: int, pictures: Path) -> list[Path]:
+    """Attention maps of a saved what/where run on one evaluation game: a PNG of 6 frames and a GIF."""
+    from stable_baselines3 import PPO
+
+    import critwrap
+    from critwrap.extractors import find_what_where, save_attention
+
+    path = out / "models" / f"what-where_{game}_{steps}_seed{seed}.zip"
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved what-where model {path}; run the benchmark for seed {seed} first")
+    model = PPO.load(path, device="cpu")
+    env = critwrap.make(game)
+    obs, _ = env.reset(seed=10_000)
+    frames, maps = [], []
+    for t in range(240):
+        action, _ = model.predict(obs, deterministic=False)
+        if t % 4 == 0:
+            frames.append(obs)
+            maps.append(find_what_where(model).attention_map(obs)[0])
+        obs, _, terminated, truncated, _ = env.step(int(action))
+        if terminated or truncated:
+            break
+    env.close()
+    pictures.mkdir(parents=True, exist_ok=True)
+    png, gif = pictures / f"what_where_{game}_attention.png", pictures / f"what_where_{game}_attention.gif"
+    picked = np.linspace(0, len(frames) - 1, 6).astype(int)
+    save_attention([frames[i] for i in picked], np.stack([maps[i] for i in picked]), png, scale=2)
+    save_attention(frames, np.stack(maps), gif, scale=2, fps=10)
+    return [png, gif]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench_out/what_where"))
@@ -115,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--extractors", nargs="+", choices=EXTRACTORS, default=list(EXTRACTORS))
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument(
+        "--attention", type=int, metavar="SEED", default=None,
+        help="after the runs, write attention maps (PNG, GIF) of this seed's saved what-where model to OUT",
+    )  # fmt: skip
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "runs.jsonl"
@@ -124,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [
         (name, args.game, args.steps, seed, args.eval_episodes, str(args.out))
         for seed in args.seeds
-        for name in EXTRACTORS
+        for name in args.extractors
         if (name, args.game, args.steps, seed) not in done
     ]
     if jobs and not args.summary_only:
@@ -143,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print(summary(rows, args.game, args.steps))
+    if args.attention is not None:
+        for path in attention_pictures(args.out, args.game, args.steps, args.attention, args.out):
+            print(f"wrote {path}")
     return 0
 
 

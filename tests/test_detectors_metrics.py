@@ -140,3 +140,56 @@ def test_report_has_the_figures() -> None:
     assert row["test_f1"] == pytest.approx(row["best_test_f1_oracle_threshold"])
     assert row["test_f1"] > row["all_frames_f1"]
     assert rep["top_m_precision"] == 1.0
+
+
+def test_lookahead_takes_the_maximum_over_the_next_steps() -> None:
+    from critwrap.detectors.metrics import lookahead
+
+    s = np.array([0.1, 0.2, 0.9, 0.3])
+    np.testing.assert_allclose(lookahead(s, 0), s)
+    np.testing.assert_allclose(lookahead(s, 1), [0.2, 0.9, 0.9, 0.3])
+    np.testing.assert_allclose(lookahead(s, 2), [0.9, 0.9, 0.9, 0.3])
+    np.testing.assert_allclose(lookahead([0.5, 0.1], 1), [0.5, 0.1])  # a plain list is one episode
+    both = lookahead([s, np.array([0.0, 1.0])], 1)  # a list of episodes of different lengths
+    assert len(both) == 2
+    np.testing.assert_allclose(both[1], [1.0, 1.0])
+    rows = lookahead(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]), 1)  # a 2-D array: one episode per row
+    np.testing.assert_allclose(rows[0], [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(rows[1], [1.0, 0.0, 0.0])
+    assert lookahead(np.array([]), 3).shape == (0,)
+    with pytest.raises(ValueError, match=">= 0"):
+        lookahead(s, -1)
+
+
+def test_f1_report_chooses_the_lookahead_on_validation() -> None:
+    # the detector marks the step AFTER each true critical step (offset +1)
+    trues = [[3], [5], [2, 7]]
+    late = [np.zeros(10) for _ in trues]
+    for s, t in zip(late, trues):
+        s[[x + 1 for x in t]] = 1.0
+    plain = f1_report(late, trues, late, trues, tolerances=(1,))
+    assert plain["per_T"][1]["lookahead"] == 0
+    # T = 1: every prediction is within 1 step (TP) but no true step is itself predicted: P = 1, R = 1/2
+    assert plain["per_T"][1]["test_f1"] == pytest.approx(2 / 3)
+    ahead = f1_report(late, trues, late, trues, tolerances=(1,), lookaheads=(0, 1, 2))
+    assert ahead["per_T"][1]["lookahead"] == 1  # 1 and 2 both reach F1 1 on validation: the smaller wins
+    assert ahead["per_T"][1]["test_f1"] == pytest.approx(1.0)
+    # on validation episodes where the detector is on time, no lookahead is chosen, whatever the test set
+    on_time = [np.zeros(10) for _ in trues]
+    for s, t in zip(on_time, trues):
+        s[t] = 1.0
+    chosen_on_val = f1_report(on_time, trues, late, trues, tolerances=(1,), lookaheads=(0, 1))
+    assert chosen_on_val["per_T"][1]["lookahead"] == 0
+    assert chosen_on_val["per_T"][1]["test_f1"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="lookaheads is empty"):
+        f1_report(late, trues, late, trues, lookaheads=())
+
+
+def test_critical_steps_with_lookahead() -> None:
+    from critwrap.detectors.baselines import RandomDetector
+
+    det = RandomDetector(seed=0)
+    scores = np.array([0.0, 0.1, 0.9, 0.2, 0.8])
+    assert det.critical_steps(scores=scores, threshold=0.5).tolist() == [2, 4]
+    assert det.critical_steps(scores=scores, threshold=0.5, lookahead=1).tolist() == [1, 2, 3, 4]
+    assert det.critical_steps(scores=scores, k=2, lookahead=1).tolist() == [1, 2]

@@ -96,3 +96,16 @@ def test_bad_members_are_rejected() -> None:
     ens = MeanEnsemble([RandomDetector(seed=0)])
     with pytest.raises(DetectorFormatError, match="belongs to no member"):
         ens._set_state({"m3/x": np.zeros(1)})
+
+
+def test_select_members_by_validation_f1_with_lookahead() -> None:
+    frames = [np.zeros((10, 2, 2, 3), dtype=np.uint8) for _ in range(3)]
+    truth = [[2], [2], [2]]
+    late, wrong = Planted([3]), Planted([8])  # one step after the critical step / far from it
+    chosen, f1 = select_members([wrong, late], frames, truth, keep=1, by="f1", T=1)
+    assert chosen == [1] and f1[1] == pytest.approx(2 / 3)  # T = 1: predicted within 1, but 2 itself missed
+    chosen, f1 = select_members([wrong, late], frames, truth, keep=1, by="f1", T=1, lookaheads=(0, 1))
+    assert chosen == [1] and f1[1] == pytest.approx(1.0)
+    assert f1[0] < 0.5
+    with pytest.raises(ValueError, match="by must be"):
+        select_members([late], frames, truth, keep=1, by="auc")

@@ -155,3 +155,30 @@ def test_show_writes_png_and_gif(checkpoint: Path, data: dict[str, Path], tmp_pa
     gif = iio.imread(png.with_suffix(".gif"), index=None)
     assert gif.shape[0] == len(load_episodes(data["test"])[2])
     assert main([*argv, "--out", str(tmp_path / "x.png"), "--episode", "99"]) == 1
+
+
+def test_eval_with_lookahead_reports_the_chosen_lookahead(
+    checkpoint: Path, data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "report.json"
+    argv = [
+        "detect",
+        "eval",
+        "--detector",
+        str(checkpoint),
+        "--data",
+        str(data["test"]),
+        "--val",
+        str(data["val"]),
+    ]
+    assert main([*argv, "--lookahead", "0", "1", "2", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert all(row["lookahead"] in (0, 1, 2) for row in report["per_T"].values())
+    plain_path = tmp_path / "plain.json"
+    assert main([*argv, "--json", str(plain_path)]) == 0
+    plain = json.loads(plain_path.read_text())
+    for T, row in report["per_T"].items():  # a lookahead is only taken when it does better on validation
+        assert row["val_f1"] >= plain["per_T"][T]["val_f1"] - 1e-12
+    capsys.readouterr()
+    assert main([*argv, "--lookahead", "-1"]) == 1
+    assert "lookahead steps must be >= 0" in capsys.readouterr().err

@@ -82,11 +82,14 @@ class Detector(ABC):
         scores: np.ndarray | None = None,
         k: int | None = None,
         threshold: float | None = None,
+        lookahead: int = 0,
     ) -> np.ndarray:
         """Indices (sorted) of the critical steps: the top ``k`` scores, or those >= ``threshold``.
 
         Give ``frames`` (scored now) or precomputed ``scores``. With both ``k`` and ``threshold``,
-        the top ``k`` among those passing the threshold.
+        the top ``k`` among those passing the threshold. ``lookahead=n`` first replaces each score by
+        the maximum over that step and the next ``n`` (:func:`critwrap.detectors.metrics.lookahead`;
+        choose ``n`` with the threshold on validation episodes, e.g. ``zoo detect eval --lookahead 0 1 2``).
         """
         if (frames is None) == (scores is None):
             raise ValueError("give exactly one of frames= or scores=")
@@ -95,6 +98,10 @@ class Detector(ABC):
         s = np.asarray(self.score(np.asarray(frames)) if scores is None else scores, dtype=np.float64)
         if s.ndim != 1:
             raise ValueError(f"scores must be a 1-D array (T,), got shape {s.shape}")
+        if lookahead:
+            from critwrap.detectors.metrics import lookahead as look_ahead
+
+            s = look_ahead(s, lookahead)
         idx = np.arange(len(s))
         if threshold is not None:
             idx = idx[s[idx] >= threshold]

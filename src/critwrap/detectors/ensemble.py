@@ -109,17 +109,40 @@ def select_members(
     val_frames: Sequence[np.ndarray],
     val_critical_steps: Sequence[Sequence[int]],
     keep: int,
+    *,
+    by: str = "top-m",
+    T: int = 2,
+    lookaheads: Sequence[int] = (0,),
 ) -> tuple[list[int], list[float]]:
-    """Indices of the ``keep`` detectors with the best top-m precision on labelled validation episodes.
+    """Indices of the ``keep`` detectors that do best on labelled validation episodes.
 
-    Returns the chosen indices (best first) and every detector's validation top-m precision.
+    ``by="top-m"`` (default): top-m precision. ``by="f1"``: F1@``T`` at the best validation threshold
+    (steps of 0.01 plus the percentiles of the scores) and the best of ``lookaheads``
+    (:func:`critwrap.detectors.metrics.lookahead`). Returns the chosen indices (best first) and every
+    detector's validation figure.
     """
-    from critwrap.detectors.metrics import top_m_precision
+    from critwrap.detectors.metrics import choose_threshold, lookahead, top_m_precision
 
     if not 1 <= keep <= len(detectors):
         raise ValueError(f"keep must be between 1 and {len(detectors)}, got {keep}")
-    precision = [
-        float(top_m_precision(d.score_batch(list(val_frames)), list(val_critical_steps))) for d in detectors
-    ]
+    if by not in ("top-m", "f1"):
+        raise ValueError(f"by must be 'top-m' or 'f1', got {by!r}")
+    truth = [list(t) for t in val_critical_steps]
+
+    def figure(d: Detector) -> float:
+        scores = d.score_batch(list(val_frames))
+        if by == "top-m":
+            return float(top_m_precision(scores, truth))
+        best = -1.0
+        for a in sorted({int(x) for x in lookaheads}):
+            ahead = lookahead(scores, a)
+            pooled = np.concatenate([np.asarray(x, dtype=np.float64) for x in ahead])
+            grid = np.unique(
+                np.concatenate([np.linspace(0, 1, 101), np.percentile(pooled, np.arange(1, 100))])
+            )
+            best = max(best, float(choose_threshold(ahead, truth, T, grid)[1]))
+        return best
+
+    precision = [figure(d) for d in detectors]
     order = sorted(range(len(detectors)), key=lambda i: -precision[i])
     return order[:keep], precision

@@ -108,6 +108,7 @@ def evaluate_detector(
     tolerances: Sequence[int] = (1, 2, 3),
     truth_key: str = TRUTH_KEY,
     grid: str = "paper",
+    lookaheads: Sequence[int] = (0,),
 ) -> dict[str, Any]:
     """Scores a detector on ``episodes`` against ``metadata[truth_key]``.
 
@@ -119,8 +120,11 @@ def evaluate_detector(
     ``grid`` is the set of thresholds tried: ``"paper"`` (0, 0.1, ..., 1, as the original evaluation)
     or ``"fine"`` (steps of 0.01 plus the percentiles of the validation scores, for detectors whose
     scores are not spread over [0, 1]).
+
+    ``lookaheads``: score lookaheads tried (:func:`critwrap.detectors.metrics.lookahead`); per T the one
+    with the best F1@T on the validation episodes is used, with its threshold (default ``(0,)``: none).
     """
-    from critwrap.detectors.metrics import DEFAULT_THRESHOLDS, f1_report, top_m_precision
+    from critwrap.detectors.metrics import DEFAULT_THRESHOLDS, f1_report, lookahead, top_m_precision
 
     truth = _truth(episodes, truth_key, "evaluation")
     scores = detector.score_batch([ep.frames for ep in episodes])
@@ -133,13 +137,21 @@ def evaluate_detector(
     if grid == "paper":
         thresholds = np.array(DEFAULT_THRESHOLDS)
     elif grid == "fine":
-        pooled = np.concatenate([np.asarray(v, dtype=np.float64) for v in val_scores])
+        pooled = np.concatenate(
+            [
+                np.asarray(v, dtype=np.float64)
+                for a in sorted(set(lookaheads))
+                for v in lookahead(val_scores, a)
+            ]
+        )
         thresholds = np.unique(
             np.concatenate([np.linspace(0, 1, 101), np.percentile(pooled, np.arange(1, 100))])
         )
     else:
         raise ValueError(f"grid must be 'paper' or 'fine', got {grid!r}")
-    report = f1_report(val_scores, val_truth, scores, truth, tolerances=tolerances, grid=thresholds)
+    report = f1_report(
+        val_scores, val_truth, scores, truth, tolerances=tolerances, grid=thresholds, lookaheads=lookaheads
+    )
     report["grid"] = grid
     rng = np.random.default_rng(0)
     report["random_top_m_precision"] = float(
@@ -164,6 +176,7 @@ def format_report(report: dict[str, Any], name: str = "detector") -> str:
         lines.append(
             f"{name:<16} {T:>2} {row['threshold']:>17.4g} {100 * row['test_f1']:>7.2f} "
             f"{100 * row['best_test_f1_oracle_threshold']:>20.2f}"
+            + (f"   lookahead {row['lookahead']} (val)" if row.get("lookahead") else "")
         )
     for T, row in sorted(report["per_T"].items()):
         lines.append(f"{'all frames':<16} {T:>2} {0.0:>17.4g} {100 * row['all_frames_f1']:>7.2f} {'':>20}")
@@ -380,6 +393,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="paper",
         help="thresholds tried: paper (0, 0.1, ..., 1; default) or fine (0.01 steps + validation percentiles)",
     )
+    ev.add_argument(
+        "--lookahead",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="N",
+        help="score lookaheads to try (a frame counts when it or one of the next N frames scores high); per "
+        "T the best on --val is used (default 0: none)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed of an unfitted detector such as random")
     ev.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
 
@@ -472,8 +494,16 @@ def _eval(args: argparse.Namespace) -> int:
     episodes = load_episodes(args.data)
     val = load_episodes(args.val) if args.val else None
     report = evaluate_detector(
-        detector, episodes, val, tolerances=tolerances, truth_key=args.truth_key, grid=args.grid
+        detector,
+        episodes,
+        val,
+        tolerances=tolerances,
+        truth_key=args.truth_key,
+        grid=args.grid,
+        lookaheads=args.lookahead,
     )
+    if any(args.lookahead) and val is None:
+        print("note: --lookahead without --val chooses the lookahead on the evaluated episodes (optimistic)")
     name = getattr(detector, "registry_name", "") or type(detector).__name__
     print(format_report(report, name=name))
     if args.json:
