@@ -8,6 +8,10 @@ what/where / NatureCNN ratio of the means (the issue's target: >= 0.95).
 
     python benchmarks/what_where_atari.py --out bench_out/what_where --game Breakout --steps 100000 --seeds 0 1 --jobs 2
 
+``--extractors`` runs only some of the two (to spread runs over processes started separately);
+the trained models are saved to ``OUT/models/``; ``--attention SEED`` then writes the attention maps of
+that seed's what/where model on one evaluation game (``OUT/what_where_<game>_attention.png`` and ``.gif``).
+
 PPO settings are the Atari ones of the attention benchmark (4 envs, n_steps 128, batch 256, 4 epochs,
 lr 2.5e-4, clip 0.1, entropy 0.01), the same for both extractors; critwrap.make's Atari preprocessing
 (84x84 grey, 4 stacked frames, frame skip 4, episodic life and clipped rewards in training).
