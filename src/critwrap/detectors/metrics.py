@@ -202,9 +202,9 @@ def lookahead(scores: Sequence[Any] | np.ndarray, steps: int) -> Any:
     """Scores that look ``steps`` frames ahead: ``out[t] = max(scores[t : t + steps + 1])``.
 
     A detector trained to explain an episode's outcome tends to mark the frame where the outcome becomes
-    visible, which is often just *after* the critical state (on the GridWorld in the original generator's
-    style, 34-44 % of DSI's top-scored frames lie one step after a labelled critical frame; see
-    docs/benchmarks.md). With
+    visible, which can be just *after* the critical state (on the GridWorld in the original generator's
+    style, 32 % of the top-scored validation frames of run Q's best DSI run lie one step after a labelled
+    critical frame, 44 % on one; see docs/benchmarks.md, run Q). With
     ``steps=1`` a frame is marked when it or the next frame scores high. ``steps=0`` returns the scores
     unchanged. Choose ``steps`` on validation episodes, never on the ones you report (:func:`f1_report`
     does this with ``lookaheads=``). Works on one episode (a 1-D array) or a list of them.
