@@ -1,6 +1,7 @@
 """``python -m critwrap.zoo detect``: fit, evaluate and look at critical-state detectors.
 
-* ``detect fit --detector dsi --data DIR --out CKPT [--epochs N --seed S --val DIR --set KEY=VALUE]``
+* ``detect fit --detector dsi --data DIR --out CKPT [--epochs N --seed S --val DIR --set KEY=VALUE]
+  [--restarts N --probe-epochs P]``
   trains a detector (any registered one: ``dsi``, ``saliency``, ``rtg-gap``, ``random``, plugins) on an
   episode store or a folder of videos and saves it to ``CKPT``.
 * ``detect eval --detector CKPT --data DIR [--val DIR]`` prints F1@T for T = 1, 2, 3 with the threshold
@@ -372,6 +373,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="detector setting (constructor argument), e.g. --set l1=0.005 --set bf16=true; repeatable",
     )
+    fit.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="critwrap's addition: probe seeds --seed .. --seed+N-1 for --probe-epochs each, keep the one "
+        "with the best top-m precision on --val (needs metadata['critical_steps'] there) and train it in "
+        "full (default 1: one seed)",
+    )
+    fit.add_argument("--probe-epochs", type=int, default=3, help="epochs per candidate with --restarts")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -447,6 +458,10 @@ def _fit(args: argparse.Namespace) -> int:
             raise ValueError(f"{cls.__name__} has no setting(s) {unknown}; it takes {sorted(ctor)}")
     if "seed" in ctor and "seed" not in settings:
         settings["seed"] = args.seed
+    if args.restarts < 1:
+        raise ValueError(f"--restarts must be >= 1, got {args.restarts}")
+    if args.restarts > 1 and not args.val:
+        raise ValueError("--restarts chooses among seeds on validation episodes: give --val DIR")
     detector = cls(**settings)
     episodes = load_episodes(args.data, args.max_episodes)
     val = load_episodes(args.val) if args.val else None
@@ -468,7 +483,28 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"note: {cls.__name__}.fit takes no {', '.join(ignored)}; ignored", file=sys.stderr)
     n_frames = sum(len(ep) for ep in episodes)
     print(f"fitting {args.detector} on {len(episodes)} episodes ({n_frames} frames) from {args.data}")
-    detector.fit(episodes, **kwargs)
+    if args.restarts > 1:
+        from critwrap.detectors.restarts import fit_with_restarts
+
+        if not {"epochs", "seed", "callback"} <= set(fit_params):
+            raise ValueError(
+                f"--restarts needs a detector trained by epochs (such as dsi); {cls.__name__} is not"
+            )
+        seeds = list(range(args.seed, args.seed + args.restarts))
+        print(f"probing seeds {seeds} for {args.probe_epochs} epochs each (top-m precision on {args.val})")
+        detector, report = fit_with_restarts(
+            lambda s: cls(**{**settings, "seed": s}),
+            episodes,
+            val,
+            seeds,
+            probe_epochs=args.probe_epochs,
+            **{k: v for k, v in kwargs.items() if k not in ("seed", "val_episodes")},
+        )
+        print(
+            f"probe top-m per seed: {json.dumps(report['probe_top_m'])}; training seed {report['chosen_seed']}"
+        )
+    else:
+        detector.fit(episodes, **kwargs)
     stats = getattr(detector, "fit_stats", None)
     if stats:
         print(
