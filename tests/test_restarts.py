@@ -64,7 +64,7 @@ def test_the_seed_that_ranks_best_within_the_probe_is_trained_in_full() -> None:
 
 def test_ties_go_to_the_earlier_seed_and_given_probes_are_not_rerun() -> None:
     FakeRun.fits = []
-    det, report = fit_with_restarts(
+    _det, report = fit_with_restarts(
         lambda s: FakeRun(s, {}), [], _val(), seeds=[8, 2], probes={8: [0.5], 2: [0.5]}, epochs=2
     )
     assert report["chosen_seed"] == 8 and FakeRun.fits == [(8, 2)]

@@ -192,10 +192,8 @@ def test_fit_with_restarts_trains_the_best_probed_seed(
 
     out = tmp_path / "dsi_r"
     argv = ["detect", "fit", "--detector", "dsi", "--data", str(data["train"]), "--val", str(data["val"])]
-    rc = main(
-        [*argv, "--out", str(out), "--epochs", "2", "--seed", "3", "--restarts", "2", "--probe-epochs", "1"]
-        + ["--no-progress", *TINY_SETS]
-    )
+    opts = ["--epochs", "2", "--seed", "3", "--restarts", "2", "--probe-epochs", "1", "--no-progress"]
+    rc = main([*argv, "--out", str(out), *opts, *TINY_SETS])
     assert rc == 0
     printed = capsys.readouterr().out
     line = next(x for x in printed.splitlines() if x.startswith("probe top-m per seed"))
@@ -205,7 +203,9 @@ def test_fit_with_restarts_trains_the_best_probed_seed(
     tiny = {"channels": (4, 8, 8, 8, 8), "lstm_hidden": 8, "batch_size": 8}
     train, val = load_episodes(data["train"]), load_episodes(data["val"])
     probes = {s: max(probe_seed(lambda x: DSI(**tiny, seed=x), s, train, val, 1)) for s in (3, 4)}
-    assert json.loads(line.split(": ", 1)[1].split(";")[0]) == {str(s): round(v, 4) for s, v in probes.items()}
+    assert json.loads(line.split(": ", 1)[1].split(";")[0]) == {
+        str(s): round(v, 4) for s, v in probes.items()
+    }
     assert chosen == max((3, 4), key=lambda s: (probes[s], -s))
     saved = DSI.load(out)
     reference = DSI(**tiny, seed=chosen).fit(train, epochs=2, seed=chosen, progress=False)
