@@ -106,17 +106,35 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
         if schedule and int(record["epoch"]) + 1 < len(schedule):  # the L1 weight of the next epoch
             d.config.l1 = float(schedule[int(record["epoch"]) + 1])
 
-    if args.get("pretrain_epochs"):  # critwrap's addition: the predictor alone first, then both nets
-        det.fit(train, epochs=args["pretrain_epochs"], progress=False, seed=seed, predictor_only=True)
-    det.fit(
-        train,
-        epochs=args["epochs"],
-        warm_start=bool(args.get("pretrain_epochs")),
-        progress=args["jobs"] == 1,
-        seed=seed,
-        tensorboard_log=str(out / f"tb_seed{seed}"),
-        callback=keep_best if args["select_epoch"] or args.get("l1_schedule") else None,
-    )
+    restarts: dict[str, Any] = {}
+    if args.get("restarts", 1) > 1:  # critwrap's addition: probe seeds s*N .. s*N+N-1, continue the best
+        from critwrap.detectors.restarts import fit_with_restarts
+
+        n = args["restarts"]
+        det, restarts = fit_with_restarts(
+            lambda s: DSI(**_dsi_kwargs(args), seed=s),
+            train,
+            val,
+            [seed * n + i for i in range(n)],
+            probe_epochs=args["probe_epochs"],
+            epochs=args["epochs"],
+            progress=False,
+            tensorboard_log=str(out / f"tb_seed{seed}"),
+            callback=keep_best if args["select_epoch"] else None,
+        )
+        print(json.dumps({"restart_group": seed, **restarts}), flush=True)
+    else:
+        if args.get("pretrain_epochs"):  # critwrap's addition: the predictor alone first, then both nets
+            det.fit(train, epochs=args["pretrain_epochs"], progress=False, seed=seed, predictor_only=True)
+        det.fit(
+            train,
+            epochs=args["epochs"],
+            warm_start=bool(args.get("pretrain_epochs")),
+            progress=args["jobs"] == 1,
+            seed=seed,
+            tensorboard_log=str(out / f"tb_seed{seed}"),
+            callback=keep_best if args["select_epoch"] or args.get("l1_schedule") else None,
+        )
     if best["state"] is not None:
         det._set_state(best["state"])
     train_s, train_cpu = time.time() - t0, time.process_time() - c0
@@ -133,6 +151,7 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
         "score_frames_per_second": n_frames / max(score_s, 1e-9),
         "selected_epoch": best["epoch"],
         "val_top_m_per_epoch": best["curve"],
+        **({"restarts": restarts} if restarts else {}),
     }
     grid, ahead = args["grid"], args.get("lookahead") or [0]
     rows = {
@@ -159,71 +178,6 @@ def _train_seeds(args: argparse.Namespace, seeds: list[int], data_dir: Path) -> 
         with ProcessPoolExecutor(min(args.jobs, len(seeds)), mp_context=mp.get_context("spawn")) as pool:
             return list(pool.map(_run_seed, [(vars(args), s, str(data_dir)) for s in seeds]))
     return [_run_seed((vars(args), s, str(data_dir))) for s in seeds]
-
-
-def _probe(job: tuple[dict[str, Any], int, str]) -> dict[str, Any]:
-    """--restarts: train one candidate seed for --probe-epochs and measure its validation top-m per epoch."""
-    import torch
-
-    from critwrap.detectors.dsi import DSI
-    from critwrap.detectors.restarts import probe_seed
-    from critwrap.episodes import EpisodeStore
-
-    args, seed, data = job
-    torch.set_num_threads(args["threads"])
-    data_dir = Path(data)
-    train = list(EpisodeStore(data_dir / "train", create=False))
-    val = _positives(list(EpisodeStore(data_dir / "val", create=False)))
-    t0, c0 = time.time(), time.process_time()
-    curve = probe_seed(lambda s: DSI(**_dsi_kwargs(args), seed=s), seed, train, val, args["probe_epochs"])
-    return {
-        "seed": seed,
-        "curve": curve,
-        "seconds": time.time() - t0,
-        "cpu_seconds": time.process_time() - c0,
-    }
-
-
-def _restarts(args: argparse.Namespace, data_dir: Path) -> list[Any]:
-    """--restarts N: per seed s, probe the seeds s*N .. s*N+N-1 for --probe-epochs, train the best in full.
-
-    The probes run ``args.jobs`` at once; then the chosen seeds' full runs (``_run_seed``, with epoch
-    selection and every baseline) run ``args.jobs`` at once. The training time reported per seed is the
-    probes' plus the full run's.
-    """
-    n = args.restarts
-    groups = {s: [s * n + i for i in range(n)] for s in args.seeds}
-    members = [m for g in groups.values() for m in g]
-    if args.jobs > 1 and len(members) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(min(args.jobs, len(members)), mp_context=mp.get_context("spawn")) as pool:
-            probes = list(pool.map(_probe, [(vars(args), m, str(data_dir)) for m in members]))
-    else:
-        probes = [_probe((vars(args), m, str(data_dir))) for m in members]
-    by_seed = {p["seed"]: p for p in probes}
-    chosen = {s: max(g, key=lambda m: (max(by_seed[m]["curve"]), -m)) for s, g in groups.items()}
-    for s, g in groups.items():
-        print(
-            json.dumps(
-                {"restart_group": s, "probe_top_m": {m: by_seed[m]["curve"] for m in g}, "chosen": chosen[s]}
-            ),
-            flush=True,
-        )
-    results = _train_seeds(args, [chosen[s] for s in args.seeds], data_dir)
-    for (_rows, timing), s in zip(results, args.seeds):
-        g = groups[s]
-        timing.update(
-            restart_group=s,
-            candidates=g,
-            probe_top_m_curves={m: [round(x, 4) for x in by_seed[m]["curve"]] for m in g},
-            probe_seconds=float(sum(by_seed[m]["seconds"] for m in g)),
-            probe_cpu_seconds=float(sum(by_seed[m]["cpu_seconds"] for m in g)),
-            full_run_cpu_seconds=timing["train_cpu_seconds"],
-        )
-        timing["train_cpu_seconds"] += timing["probe_cpu_seconds"]
-    return results
 
 
 def _ensembles(
@@ -407,10 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         help="critwrap's addition (critwrap.detectors.restarts): per seed s, train seeds s*N .. s*N+N-1 for "
-        "--probe-epochs, keep the one with the best validation top-m and train it in full (default 1: no "
-        "restarts)",
+        "--probe-epochs, continue the one with the best validation top-m (mean of its last 3 probe epochs) "
+        "to --epochs; --select-epoch then picks among the continued epochs; one process per seed s "
+        "(default 1: no restarts)",
     )
-    p.add_argument("--probe-epochs", type=int, default=3, help="epochs per candidate with --restarts")
+    p.add_argument("--probe-epochs", type=int, default=10, help="epochs per candidate with --restarts")
     p.add_argument("--grid", default="fine", choices=["fine", "paper"], help="thresholds tried on validation")
     p.add_argument("--markdown", default=None, help="write the result table to this Markdown file")
     args = p.parse_args(argv)
@@ -443,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ensemble > 1 and args.restarts > 1:
         p.error("--ensemble and --restarts cannot be combined")
     if args.restarts > 1:
-        results = _restarts(args, data_dir)
+        results = _train_seeds(args, args.seeds, data_dir)
     elif args.ensemble > 1:
         results = _ensembles(args, data_dir, val, test, rows)
     else:
@@ -502,9 +457,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             + (
                 f" DSI row: per seed s, {args.restarts} candidate seeds (s*{args.restarts}+i) probed for "
-                f"{args.probe_epochs} epochs, the best validation top-m trained in full; chosen "
-                f"{[t['seed'] for t in timing]}; training "
-                "time below includes the probes."
+                f"{args.probe_epochs} epochs, the best (validation top-m, mean of the last 3 probe epochs) "
+                f"continued to {args.epochs}; chosen {[t['restarts']['chosen_seed'] for t in timing]}; "
+                "training time below includes the probes."
                 if args.restarts > 1
                 else ""
             ),

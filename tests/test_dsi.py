@@ -145,6 +145,25 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
     assert not all(np.array_equal(a[k], c[k]) for k in a)
 
 
+def test_resume_continues_a_fit_exactly() -> None:
+    eps = random_episodes(10, seed=3)
+    full = DSI(**TINY).fit(eps, epochs=3, progress=False, seed=4)
+    part = DSI(**TINY).fit(eps, epochs=2, progress=False, seed=4)
+    part.fit(eps, epochs=1, progress=False, resume=True)
+    a, b = full._get_state(), part._get_state()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert [r["epoch"] for r in part.history] == [0.0, 1.0, 2.0]
+    warm = DSI(**TINY).fit(eps, epochs=2, progress=False, seed=4)
+    warm.fit(eps, epochs=1, progress=False, seed=4, warm_start=True)  # new optimisers: not the same
+    assert not all(np.array_equal(a[k], warm._get_state()[k]) for k in a)
+    with pytest.raises(RuntimeError, match="no"):
+        DSI(**TINY).fit(eps, epochs=1, progress=False, resume=True)
+    with pytest.raises(ValueError, match="episodes of the previous fit"):
+        part.fit(eps[:5], epochs=1, progress=False, resume=True)
+    with pytest.raises(ValueError, match="not both"):
+        part.fit(eps, epochs=1, progress=False, resume=True, warm_start=True)
+
+
 def test_save_load_gives_identical_scores(fitted: tuple[DSI, list[Episode]], tmp_path) -> None:
     det, eps = fitted
     det.save(tmp_path / "dsi")

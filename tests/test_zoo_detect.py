@@ -188,7 +188,7 @@ def test_fit_with_restarts_trains_the_best_probed_seed(
     data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from critwrap.detectors.dsi import DSI
-    from critwrap.detectors.restarts import probe_seed
+    from critwrap.detectors.restarts import probe_score, probe_seed
 
     out = tmp_path / "dsi_r"
     argv = ["detect", "fit", "--detector", "dsi", "--data", str(data["train"]), "--val", str(data["val"])]
@@ -197,17 +197,16 @@ def test_fit_with_restarts_trains_the_best_probed_seed(
     assert rc == 0
     printed = capsys.readouterr().out
     line = next(x for x in printed.splitlines() if x.startswith("probe top-m per seed"))
-    chosen = int(line.rsplit("training seed", 1)[1])
+    chosen = int(line.rsplit("continuing seed", 1)[1])
     assert chosen in (3, 4)
     # the report is the probes' own numbers: recompute them
     tiny = {"channels": (4, 8, 8, 8, 8), "lstm_hidden": 8, "batch_size": 8}
     train, val = load_episodes(data["train"]), load_episodes(data["val"])
-    probes = {s: max(probe_seed(lambda x: DSI(**tiny, seed=x), s, train, val, 1)) for s in (3, 4)}
-    assert json.loads(line.split(": ", 1)[1].split(";")[0]) == {
-        str(s): round(v, 4) for s, v in probes.items()
-    }
+    probes = {s: probe_score(probe_seed(lambda x: DSI(**tiny, seed=x), s, train, val, 1)) for s in (3, 4)}
+    shown = json.loads(line.split("epochs): ", 1)[1].split(";")[0])
+    assert shown == {str(s): round(v, 4) for s, v in probes.items()}
     assert chosen == max((3, 4), key=lambda s: (probes[s], -s))
-    saved = DSI.load(out)
+    saved = DSI.load(out)  # the continued probe equals one uninterrupted 2-epoch run of that seed
     reference = DSI(**tiny, seed=chosen).fit(train, epochs=2, seed=chosen, progress=False)
     frames = train[0].frames
     np.testing.assert_allclose(saved.score(frames), reference.score(frames), atol=1e-6)

@@ -594,6 +594,7 @@ class DSI(Detector):
         self.detector_net: Any = None
         self.predictor_net: Any = None
         self._mask_gen: Any = None  # torch.Generator of the Bernoulli masks, seeded by fit
+        self._resume: dict[str, Any] | None = None  # optimisers and generators of the last fit (resume=True)
         if self._shape_known():
             self._build_nets()
 
@@ -860,6 +861,7 @@ class DSI(Detector):
         batch_size: int | None = None,
         predictor_only: bool = False,
         warm_start: bool = False,
+        resume: bool = False,
         callback: Callable[[DSI, dict[str, float]], bool | None] | None = None,
     ) -> DSI:
         """Train both networks (the paper's alternating loop) on episodes with a label or a return.
@@ -877,7 +879,13 @@ class DSI(Detector):
                 seed and thread count give the same weights on CPU.
             batch_size: episodes per batch (default ``config.batch_size``).
             predictor_only: train only the return predictor (plain loss), e.g. for the saliency baseline.
-            warm_start: continue from the current weights instead of initialising new networks.
+            warm_start: continue from the current weights instead of initialising new networks
+                (new optimisers and a new batch order from ``seed``).
+            resume: continue the previous ``fit`` call of this object exactly where it stopped: same
+                weights, optimiser states, batch-order and mask generators; its epochs are numbered on
+                from the previous ones and appended to :attr:`history`. ``fit(e, epochs=10)`` then
+                ``fit(e, epochs=10, resume=True)`` gives the weights of ``fit(e, epochs=20)``. ``seed`` and
+                ``predictor_only`` are ignored; pass the same episodes (checked by count and frames).
             callback: called after every epoch as ``callback(dsi, record)`` with that epoch's
                 :attr:`history` record; returning ``False`` stops training (e.g. early stopping).
 
@@ -896,9 +904,22 @@ class DSI(Detector):
         seed = self.config.seed if seed is None else seed
         if warm_start and not self.is_fitted:
             raise RuntimeError("warm_start=True needs a trained DSI (fit or load one first)")
+        if resume and self._resume is None:
+            raise RuntimeError("resume=True continues an earlier fit() of this object; there was none")
+        if resume and warm_start:
+            raise ValueError("give resume=True or warm_start=True, not both")
         saved_config = dataclasses.replace(self.config)
         try:
-            data = self._prepare(episodes, "training", fitting=not warm_start)
+            data = self._prepare(episodes, "training", fitting=not (warm_start or resume))
+            if (
+                resume
+                and self._resume is not None
+                and self._resume["data"] != (len(data), int(data.lengths.sum()))
+            ):
+                raise ValueError(
+                    f"resume=True needs the episodes of the previous fit ({self._resume['data'][0]} episodes, "
+                    f"{self._resume['data'][1]} frames); got {len(data)} episodes, {int(data.lengths.sum())} frames"
+                )
             val = (
                 self._prepare(val_episodes, "validation", fitting=False) if val_episodes is not None else None
             )
@@ -906,16 +927,32 @@ class DSI(Detector):
             self.config = saved_config  # bad input leaves the detector as it was
             raise
 
-        rng = np.random.default_rng(seed)
         with self._threads():
-            if not warm_start:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(int(rng.integers(2**31 - 1)) if seed is not None else torch.seed())
-                    self._build_nets()
-            self._mask_gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
             c = self.config
-            opt_det = torch.optim.Adam(self.detector_net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-            opt_pred = torch.optim.Adam(self.predictor_net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+            if resume:
+                assert self._resume is not None
+                rng, opt_det, opt_pred = (
+                    self._resume["rng"],
+                    self._resume["opt_det"],
+                    self._resume["opt_pred"],
+                )
+                predictor_only = self._resume["predictor_only"]
+                first_epoch, step = len(self.history), self._resume["step"]
+            else:
+                rng = np.random.default_rng(seed)
+                if not warm_start:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(int(rng.integers(2**31 - 1)) if seed is not None else torch.seed())
+                        self._build_nets()
+                self._mask_gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
+                opt_det = torch.optim.Adam(
+                    self.detector_net.parameters(), lr=c.lr, weight_decay=c.weight_decay
+                )
+                opt_pred = torch.optim.Adam(
+                    self.predictor_net.parameters(), lr=c.lr, weight_decay=c.weight_decay
+                )
+                first_epoch, step = 0, 0
+                self.history = []
             writer = None
             if tensorboard_log is not None:
                 from torch.utils.tensorboard import SummaryWriter
@@ -927,12 +964,10 @@ class DSI(Detector):
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=n_epochs * n_batches, desc="DSI fit", unit="batch", dynamic_ncols=True)
-            self.history = []
             frames_seen = 0
             t0 = time.perf_counter()
-            step = 0
             try:
-                for epoch in range(n_epochs):
+                for epoch in range(first_epoch, first_epoch + n_epochs):
                     order = rng.permutation(len(data))
                     sums: dict[str, float] = {}
                     for b in range(n_batches):
@@ -969,6 +1004,14 @@ class DSI(Detector):
                     bar.close()
                 if writer is not None:
                     writer.close()
+            self._resume = {
+                "rng": rng,
+                "opt_det": opt_det,
+                "opt_pred": opt_pred,
+                "predictor_only": predictor_only,
+                "step": step,
+                "data": (len(data), int(data.lengths.sum())),
+            }
             dt = time.perf_counter() - t0
             self.fit_stats = {
                 "seconds": dt,
@@ -1197,6 +1240,7 @@ class DSI(Detector):
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         torch = _torch()
+        self._resume = None  # new weights: an earlier fit's optimiser state no longer applies
         if not state:
             return
         if not self.is_fitted:

@@ -378,11 +378,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="critwrap's addition: probe seeds --seed .. --seed+N-1 for --probe-epochs each, keep the one "
-        "with the best top-m precision on --val (needs metadata['critical_steps'] there) and train it in "
-        "full (default 1: one seed)",
+        help="critwrap's addition: probe seeds --seed .. --seed+N-1 for --probe-epochs each, continue the "
+        "one with the best top-m precision on --val (needs metadata['critical_steps'] there) to --epochs "
+        "(default 1: one seed)",
     )
-    fit.add_argument("--probe-epochs", type=int, default=3, help="epochs per candidate with --restarts")
+    fit.add_argument(
+        "--probe-epochs", type=int, default=10, help="epochs per candidate with --restarts (default 10)"
+    )
     fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -501,7 +503,8 @@ def _fit(args: argparse.Namespace) -> int:
             **{k: v for k, v in kwargs.items() if k not in ("seed", "val_episodes")},
         )
         print(
-            f"probe top-m per seed: {json.dumps(report['probe_top_m'])}; training seed {report['chosen_seed']}"
+            f"probe top-m per seed (mean of the last 3 probe epochs): {json.dumps(report['probe_score'])}; "
+            f"continuing seed {report['chosen_seed']}"
         )
     else:
         detector.fit(episodes, **kwargs)
