@@ -156,6 +156,8 @@ def train_dsi(args: argparse.Namespace, data: Path) -> tuple[Any, dict[str, Any]
     from critwrap.episodes import EpisodeStore
 
     out = data / f"dsi_e{args.dsi_epochs}_s{args.dsi_seed}_l1{args.dsi_l1}{args.dsi_l1_reduction}"
+    if args.dsi_mask_budget is not None:
+        out = out.with_name(f"{out.name}_budget{args.dsi_mask_budget}w{args.dsi_mask_budget_weight}")
     if (out / "config.json").is_file():
         log(f"dsi: reusing {out}")
         info = json.loads((out / "fit_info.json").read_text()) if (out / "fit_info.json").is_file() else {}
@@ -171,6 +173,8 @@ def train_dsi(args: argparse.Namespace, data: Path) -> tuple[Any, dict[str, Any]
         seed=args.dsi_seed,
         l1=args.dsi_l1,
         l1_reduction=args.dsi_l1_reduction,
+        mask_budget=args.dsi_mask_budget,
+        mask_budget_weight=args.dsi_mask_budget_weight,
     )
     t = time.perf_counter()
     det.fit(episodes, epochs=args.dsi_epochs, progress=False, seed=args.dsi_seed)
@@ -235,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--dsi-l1-reduction", default="original", choices=["original", "mean", "sum"], help="see DSIConfig"
     )
+    p.add_argument(
+        "--dsi-mask-budget",
+        type=float,
+        default=None,
+        help="DSIConfig.mask_budget: a hinge on each episode's mean mask above this share (default: off)",
+    )
+    p.add_argument("--dsi-mask-budget-weight", type=float, default=10.0, help="DSIConfig.mask_budget_weight")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="first evaluation seed")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3])

@@ -221,3 +221,51 @@ def test_fit_restarts_needs_val_and_an_epoch_trained_detector(
     assert main([*base, "--detector", "random", "--val", str(data["val"])]) == 1
     assert "trained by epochs" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_fit_select_epoch_keeps_the_best_validation_epoch(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from critwrap.detectors.dsi import DSI
+    from critwrap.detectors.selection import BestEpoch
+
+    out = tmp_path / "dsi_sel"
+    argv = ["detect", "fit", "--detector", "dsi", "--data", str(data["train"]), "--val", str(data["val"])]
+    rc = main(
+        [*argv, "--out", str(out), "--epochs", "3", "--select-epoch", "top-m", "--no-progress", *TINY_SETS]
+    )
+    assert rc == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("kept epoch"))
+    kept = int(line.split()[2])
+    # the same run by hand: the kept epoch and the saved weights are the best epoch's
+    tiny = {"channels": (4, 8, 8, 8, 8), "lstm_hidden": 8, "batch_size": 8}
+    train, val = load_episodes(data["train"]), load_episodes(data["val"])
+    best = BestEpoch(val)
+    ref = DSI(**tiny, seed=0).fit(train, epochs=3, seed=0, progress=False, callback=best)
+    assert kept == best.best_epoch
+    best.restore(ref)
+    np.testing.assert_allclose(DSI.load(out).score(train[0].frames), ref.score(train[0].frames), atol=1e-6)
+
+
+def test_fit_select_epoch_bad_input(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [
+        "detect",
+        "fit",
+        "--data",
+        str(data["train"]),
+        "--out",
+        str(tmp_path / "x"),
+        "--select-epoch",
+        "f1",
+    ]
+    assert main([*base, "--detector", "dsi", *TINY_SETS]) == 1
+    assert "give --val" in capsys.readouterr().err
+    val = ["--val", str(data["val"])]
+    assert main([*base, "--detector", "random", *val]) == 1
+    assert "trained by epochs" in capsys.readouterr().err
+    opts = ["--restarts", "2", "--probe-epochs", "2", "--epochs", "2"]
+    assert main([*base, "--detector", "dsi", *val, *opts, *TINY_SETS]) == 1
+    assert "--probe-epochs (2) must be < --epochs (2)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,7 +1,7 @@
 """``python -m critwrap.zoo detect``: fit, evaluate and look at critical-state detectors.
 
 * ``detect fit --detector dsi --data DIR --out CKPT [--epochs N --seed S --val DIR --set KEY=VALUE]
-  [--restarts N --probe-epochs P]``
+  [--restarts N --probe-epochs P] [--select-epoch top-m|f1]``
   trains a detector (any registered one: ``dsi``, ``saliency``, ``rtg-gap``, ``random``, plugins) on an
   episode store or a folder of videos and saves it to ``CKPT``.
 * ``detect eval --detector CKPT --data DIR [--val DIR]`` prints F1@T for T = 1, 2, 3 with the threshold
@@ -385,6 +385,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     fit.add_argument(
         "--probe-epochs", type=int, default=10, help="epochs per candidate with --restarts (default 10)"
     )
+    fit.add_argument(
+        "--select-epoch",
+        choices=["top-m", "f1"],
+        default=None,
+        help="critwrap's addition: keep the weights of the epoch with the best top-m precision (or F1@2 at "
+        "its best threshold) on --val (needs metadata['critical_steps'] there); with --restarts, among the "
+        "epochs after the probe (default: the last epoch)",
+    )
     fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -464,9 +472,31 @@ def _fit(args: argparse.Namespace) -> int:
         raise ValueError(f"--restarts must be >= 1, got {args.restarts}")
     if args.restarts > 1 and not args.val:
         raise ValueError("--restarts chooses among seeds on validation episodes: give --val DIR")
+    if args.select_epoch and not args.val:
+        raise ValueError("--select-epoch chooses the epoch on validation episodes: give --val DIR")
     detector = cls(**settings)
+    if args.select_epoch:
+        if "callback" not in inspect.signature(detector.fit).parameters:
+            raise ValueError(
+                f"--select-epoch needs a detector trained by epochs (such as dsi); {cls.__name__} is not"
+            )
+        total = (
+            args.epochs
+            if args.epochs is not None
+            else getattr(getattr(detector, "config", None), "epochs", None)
+        )
+        if args.restarts > 1 and total is not None and args.probe_epochs >= total:
+            raise ValueError(
+                f"--select-epoch with --restarts chooses among the epochs after the probe: --probe-epochs "
+                f"({args.probe_epochs}) must be < --epochs ({total})"
+            )
     episodes = load_episodes(args.data, args.max_episodes)
     val = load_episodes(args.val) if args.val else None
+    best = None
+    if args.select_epoch:
+        from critwrap.detectors.selection import BestEpoch
+
+        best = BestEpoch(val, by=args.select_epoch)
     wanted: dict[str, Any] = {
         "epochs": args.epochs,
         "val_episodes": val,
@@ -478,6 +508,8 @@ def _fit(args: argparse.Namespace) -> int:
     fit_params = inspect.signature(detector.fit).parameters
     fit_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in fit_params.values())
     kwargs = {k: v for k, v in wanted.items() if v is not None and (k in fit_params or fit_any)}
+    if best is not None:
+        kwargs["callback"] = best
     ignored = [
         k for k, v in wanted.items() if v is not None and k not in kwargs and k not in ("progress", "seed")
     ]
@@ -508,6 +540,12 @@ def _fit(args: argparse.Namespace) -> int:
         )
     else:
         detector.fit(episodes, **kwargs)
+    if best is not None:
+        best.restore(detector)
+        print(
+            f"kept epoch {best.best_epoch} (validation {args.select_epoch} {best.best_score:.4f}); "
+            f"per epoch: {best.curve}"
+        )
     stats = getattr(detector, "fit_stats", None)
     if stats:
         print(
