@@ -86,17 +86,11 @@ def _run_seed(job: tuple[dict[str, Any], int, str]) -> tuple[dict[str, dict[str,
 
     def keep_best(d: Any, record: dict[str, float]) -> None:
         """--select-epoch: keep the weights of the epoch with the best validation top-m precision."""
-        from critwrap.detectors.metrics import choose_threshold, top_m_precision
+        from critwrap.detectors.selection import validation_figure
 
+        # top-m precision, or (--select-by f1) validation F1@2 at its best validation threshold
         val_scores = d.score_batch([e.frames for e in val])
-        if args.get("select_by", "top-m") == "f1":  # validation F1@2 at its best validation threshold
-            pooled = np.concatenate(val_scores)
-            grid = np.unique(
-                np.concatenate([np.linspace(0, 1, 101), np.percentile(pooled, np.arange(1, 100))])
-            )
-            tm = float(choose_threshold(val_scores, val_truth, 2, grid)[1])
-        else:
-            tm = float(top_m_precision(val_scores, val_truth))
+        tm = validation_figure(val_scores, val_truth, args.get("select_by", "top-m"), tolerance=2)
         best["curve"].append(round(tm, 4))
         if tm > best["top_m"] and args["select_epoch"]:
             best.update(
