@@ -141,7 +141,9 @@ class DSIConfig:
             detector step adds ``mask_budget_weight * mean_episodes(relu(mean_t m_t - mask_budget))``,
             a hinge on each episode's mean mask, so no episode's mask covers more than that share on
             average (the L1 term alone lets the mask saturate towards 1 on every frame when many
-            frames explain the outcome). Keep ``l1`` as well, or set it to 0.
+            frames explain the outcome). Keep ``l1`` as well, or set it to 0. On the GridWorld benchmark
+            ``mask_budget=0.5, mask_budget_weight=10`` is what stopped about 60% of runs from failing
+            (``docs/benchmarks_critical_states.md``, run T); weight 1 was too weak there.
         mask_budget_weight: weight of the budget hinge (1).
         mask_input: ``"features"`` (default: the mask scales each frame's CNN features in the
             predictor) or ``"frames"`` (the original: it scales the frames).
