@@ -33,14 +33,27 @@ MATCH = (
     "dsi_lr",
     "dsi_l1",
     "dsi_l1_reduction",
+    "dsi_mask_budget",
+    "dsi_mask_budget_weight",
     "episodes",
     "seed",
 )
-DEFAULTS = {"data_epsilon": "0.5", "data_checkpoints": "", "data_deviation_steps": "0", "dsi_l1": "0.005"}
+DEFAULTS = {
+    "data_epsilon": "0.5",
+    "data_checkpoints": "",
+    "data_deviation_steps": "0",
+    "dsi_l1": "0.005",
+    "dsi_mask_budget": "None",
+    "dsi_mask_budget_weight": "10.0",
+}
 
 
-def collect(folders: list[Path]) -> dict[str, dict[tuple[int, int], dict[int, dict[str, float]]]]:
-    """env -> (lead, dsi_seed) -> k -> {"detector": drop, "random": drop}."""
+def collect(
+    folders: list[Path], mask_budget: str = "None"
+) -> dict[str, dict[tuple[int, int], dict[int, dict[str, float]]]]:
+    """env -> (lead, dsi_seed) -> k -> {"detector": drop, "random": drop}.
+
+    ``mask_budget``: keep only runs with this ``--dsi-mask-budget`` ("None": runs without one)."""
     table: dict[str, dict[tuple[int, int], dict[int, dict[str, float]]]] = defaultdict(dict)
     reference: dict[str, dict[str, str]] = {}
     for folder in folders:
@@ -52,6 +65,8 @@ def collect(folders: list[Path]) -> dict[str, dict[tuple[int, int], dict[int, di
             env = args["env"]
             setting = {k: args.get(k, DEFAULTS.get(k, "")) for k in MATCH}
             if setting.get("dsi_l1_reduction") != "original" or setting.get("dsi_l1") != "0.005":
+                continue
+            if str(setting.get("dsi_mask_budget")) != mask_budget:
                 continue
             if setting.get("data_checkpoints") or setting.get("data_deviation_steps") not in ("0", None):
                 continue
@@ -104,8 +119,11 @@ def markdown(table: dict[str, dict[tuple[int, int], dict[int, dict[str, float]]]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path)
+    p.add_argument(
+        "--mask-budget", default="None", help="summarise the runs with this --dsi-mask-budget (default: none)"
+    )
     args = p.parse_args(argv)
-    print(markdown(collect(args.folders)))
+    print(markdown(collect(args.folders, mask_budget=args.mask_budget)))
     return 0
 
 
