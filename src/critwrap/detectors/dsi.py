@@ -143,7 +143,9 @@ class DSIConfig:
             average (the L1 term alone lets the mask saturate towards 1 on every frame when many
             frames explain the outcome). Keep ``l1`` as well, or set it to 0. On the GridWorld benchmark
             ``mask_budget=0.5, mask_budget_weight=10`` is what stopped about 60% of runs from failing
-            (``docs/benchmarks_critical_states.md``, run T); weight 1 was too weak there.
+            (``docs/benchmarks_critical_states.md``, runs T and V); weight 1 was too weak there, and
+            a tighter budget (0.3) slowed the mask's take-off. On MiniGrid LavaGap the same setting made
+            the detector's top-1 attack reliable (``docs/benchmarks_attack.md``, run U).
         mask_budget_weight: weight of the budget hinge (1).
         mask_input: ``"features"`` (default: the mask scales each frame's CNN features in the
             predictor) or ``"frames"`` (the original: it scales the frames).
