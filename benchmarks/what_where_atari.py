@@ -87,7 +87,27 @@ def _run(job: tuple[str, str, int, int, int, str]) -> dict[str, Any]:
     }
 
 
-def summary(rows: list[dict[str, Any]], game: str, steps: int) -> str:
+def random_returns(game: str, episodes: int, seed: int = 0) -> list[float]:
+    """Returns of a uniform random policy on the evaluation games (env seeds 10000+, full games)."""
+    import critwrap
+
+    env = critwrap.make(game)
+    env.action_space.seed(seed)
+    returns = []
+    for e in range(episodes):
+        env.reset(seed=10_000 + e)
+        total, done, t = 0.0, False, 0
+        while not done and t < 27_000:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+            t += 1
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def summary(rows: list[dict[str, Any]], game: str, steps: int, random_mean: float | None = None) -> str:
     rows = [r for r in rows if r["game"] == game and r["steps"] == steps]
     lines = [
         f"**{game}, PPO, {steps} environment steps per run** (eval: sampled actions, full games)",
@@ -108,8 +128,15 @@ def summary(rows: list[dict[str, Any]], game: str, steps: int) -> str:
             + ", ".join(f"{r['eval_mean']:.1f}" for r in mine)
             + f" | {np.mean([r['steps_per_cpu_second'] for r in mine]):.0f} |"
         )
+    if random_mean is not None:
+        lines += ["", f"uniform random policy on the same evaluation games: {random_mean:.1f}"]
+        if "nature-cnn" in means:
+            lines.append(f"NatureCNN / random: {means['nature-cnn'] / max(random_mean, 1e-9):.2f}")
     if len(means) == 2 and means["nature-cnn"] > 0:
         lines += ["", f"what-where / NatureCNN (eval means): {means['what-where'] / means['nature-cnn']:.2f}"]
+        if random_mean is not None and means["nature-cnn"] > random_mean:
+            above = (means["what-where"] - random_mean) / (means["nature-cnn"] - random_mean)
+            lines.append(f"what-where / NatureCNN above random: {above:.2f}")
     return "\n".join(lines)
 
 
@@ -184,7 +211,20 @@ def main(argv: list[str] | None = None) -> int:
                     fh.write(json.dumps(row) + "\n")
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(summary(rows, args.game, args.steps))
+    rnd_path = args.out / "random.jsonl"
+    rnd = [json.loads(line) for line in rnd_path.read_text().splitlines()] if rnd_path.is_file() else []
+    mine = [r for r in rnd if r["game"] == args.game and r["episodes"] == args.eval_episodes]
+    if not mine and not args.summary_only:
+        row = {
+            "game": args.game,
+            "episodes": args.eval_episodes,
+            "returns": random_returns(args.game, args.eval_episodes),
+        }
+        with rnd_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        mine = [row]
+    random_mean = float(np.mean(mine[0]["returns"])) if mine else None
+    print(summary(rows, args.game, args.steps, random_mean))
     if args.attention is not None:
         for path in attention_pictures(args.out, args.game, args.steps, args.attention, args.out):
             print(f"wrote {path}")
