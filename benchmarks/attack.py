@@ -255,6 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="the detector attacks this many steps before its top-scored frames (2: the original Pong script)",
     )
+    p.add_argument(
+        "--protocol",
+        nargs="+",
+        default=["replay"],
+        choices=["replay", "online"],
+        help="replay (the paper's, default) and/or online (attack during the episode when the score of the "
+        "frames so far passes a threshold calibrated on --calibration-episodes clean episodes)",
+    )
+    p.add_argument("--calibration-episodes", type=int, default=20, help="online: clean calibration episodes")
     p.add_argument("--fgsm-epsilon", type=float, default=1.0, help="0: no FGSM rows")
     p.add_argument("--no-oracle", action="store_true")
     p.add_argument("--threads", type=int, default=1)
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from critwrap.attack import Victim, evaluate_attack, format_table, run_episode
+    from critwrap.attack import Victim, evaluate_attack, evaluate_online_attack, format_table, run_episode
     from critwrap.zoo.attack import make_attack_env, resolve_model
 
     torch.set_num_threads(args.threads)
@@ -298,9 +307,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.fgsm_epsilon > 0:
         perturbs.append(("fgsm", args.fgsm_epsilon))
     summary = []
-    for pert, eps in perturbs:
-        for k in args.ks:
-            t = time.perf_counter()
+    for protocol, pert, eps, k in (
+        (pr, pe, ep, k) for pr in args.protocol for pe, ep in perturbs for k in args.ks
+    ):  # fmt: skip
+        t = time.perf_counter()
+        if protocol == "online":
+            report = evaluate_online_attack(
+                env,
+                victim,
+                det,
+                k=k,
+                perturbation=pert,
+                epsilon=eps,
+                frames=pov,
+                episodes=args.episodes,
+                seed=args.seed,
+                calibration_episodes=args.calibration_episodes,
+                win_threshold=0.0,
+            )
+        else:
             report = evaluate_attack(
                 env,
                 victim,
@@ -314,32 +339,47 @@ def main(argv: list[str] | None = None) -> int:
                 win_threshold=0.0,
                 detector_lead=args.lead,
             )
-            rows = report.table()
-            byname = {r["method"]: r for r in rows}
-            ratio = (
-                byname["detector"]["drop"] / byname["random"]["drop"]
-                if byname["random"]["drop"] > 0
-                else float("inf")
+        rows = report.table()
+        byname = {r["method"]: r for r in rows}
+        ratio = (
+            byname["detector"]["drop"] / byname["random"]["drop"]
+            if byname["random"]["drop"] > 0
+            else float("inf")
+        )
+        log(
+            f"{protocol} {pert} k={k}: detector {byname['detector']['drop']:.3f}, random {byname['random']['drop']:.3f}, "
+            f"victim {byname['victim']['drop']:.3f}, ratio {ratio:.2f} ({time.perf_counter() - t:.0f} s)"
+        )
+        results["reports"].append(report.to_dict())
+        extra = ""
+        if protocol == "online":
+            st = report.settings
+            extra = (
+                f"; thresholds calibrated on seeds {st['calibration_seeds'][0]}..{st['calibration_seeds'][-1]}: "
+                f"detector {st['threshold']:.4g}, victim {st['victim_threshold']:.4g}; attacked episodes "
+                + ", ".join(f"{r['method']} {r['attacked_episodes']}" for r in rows[1:])
             )
-            log(
-                f"{pert} k={k}: detector {byname['detector']['drop']:.3f}, random {byname['random']['drop']:.3f}, "
-                f"victim {byname['victim']['drop']:.3f}, ratio {ratio:.2f} ({time.perf_counter() - t:.0f} s)"
-            )
-            results["reports"].append(report.to_dict())
-            md += [f"**{report.perturbation}, k = {k}** ({len(seeds)} episodes)", "", format_table(rows), ""]
-            summary.append(
-                {
-                    "perturbation": report.perturbation,
-                    "k": k,
-                    **{f"{m}_drop": byname[m]["drop"] for m in byname if m != "clean"},
-                    **{
-                        f"{m}_ci": [byname[m]["drop_ci_low"], byname[m]["drop_ci_high"]]
-                        for m in byname
-                        if m != "clean"
-                    },
-                    "ratio_detector_random": ratio,
-                }
-            )
+        md += [
+            f"**{protocol} protocol, {report.perturbation}, k = {k}** ({len(seeds)} episodes{extra})",
+            "",
+            format_table(rows),
+            "",
+        ]
+        summary.append(
+            {
+                "protocol": protocol,
+                "perturbation": report.perturbation,
+                "k": k,
+                **{f"{m}_drop": byname[m]["drop"] for m in byname if m != "clean"},
+                **{
+                    f"{m}_ci": [byname[m]["drop_ci_low"], byname[m]["drop_ci_high"]]
+                    for m in byname
+                    if m != "clean"
+                },
+                "ratio_detector_random": ratio,
+                "detector_steps": byname["detector"]["mean_perturbed_steps"],
+            }
+        )
     # how often the detector's top-1 is an oracle-critical step (expected drop > 0.1)
     hits = []
     if not args.no_oracle:
@@ -374,16 +414,16 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(results, indent=1, default=float)
     )
     head = [
-        "| perturbation | k | detector drop [95% CI] | random drop | victim drop | oracle drop | detector / random |",
-        "|---|---|---|---|---|---|---|",
+        "| protocol | perturbation | k | detector drop [95% CI] | random drop | victim drop | oracle drop | detector / random | mean attacked steps (detector) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for srow in summary:
         oracle = f"{srow['oracle_drop']:.3f}" if "oracle_drop" in srow else "n/a"
         head.append(
-            f"| {srow['perturbation']} | {srow['k']} | {srow['detector_drop']:.3f} [{srow['detector_ci'][0]:.3f}, "
+            f"| {srow['protocol']} | {srow['perturbation']} | {srow['k']} | {srow['detector_drop']:.3f} [{srow['detector_ci'][0]:.3f}, "
             f"{srow['detector_ci'][1]:.3f}] | {srow['random_drop']:.3f} [{srow['random_ci'][0]:.3f}, {srow['random_ci'][1]:.3f}] "
             f"| {srow['victim_drop']:.3f} [{srow['victim_ci'][0]:.3f}, {srow['victim_ci'][1]:.3f}] | {oracle} "
-            f"| {srow['ratio_detector_random']:.2f} |"
+            f"| {srow['ratio_detector_random']:.2f} | {srow['detector_steps']:.2f} |"
         )
     text = "\n".join(
         [

@@ -453,3 +453,85 @@ def test_detector_lead_attacks_before_the_top_frame() -> None:
     assert led.settings["detector_lead"] == 2
     with pytest.raises(ValueError, match="detector_lead"):
         evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=1, detector_lead=-1)
+
+
+# ---- online protocol: the evaluation routine --------------------------------------------------------
+def test_evaluate_online_attack_detector_beats_random_at_the_same_count() -> None:
+    from critwrap.attack import evaluate_online_attack
+
+    env = CriticalCorridor()
+    model = always_zero(env)
+    report = evaluate_online_attack(
+        env, model, FlagDetector(), k=1, episodes=12, threshold=0.5, methods=["detector", "random"]
+    )
+    rows = {r["method"]: r for r in report.table()}
+    assert report.settings["protocol"] == "online" and report.settings["calibration_seeds"] == []
+    assert rows["detector"]["drop"] == pytest.approx(T - CRITICAL)
+    assert (report.n_perturbed["detector"] == 1).all() and rows["detector"]["attacked_episodes"] == 12
+    # random attacks as many steps as the detector did in the same seed, at uninformed times
+    assert (report.n_perturbed["random"] == report.n_perturbed["detector"]).all()
+    assert rows["random"]["drop"] < rows["detector"]["drop"]
+
+
+def test_evaluate_online_attack_calibrates_thresholds_on_disjoint_seeds() -> None:
+    from critwrap.attack import calibrate_threshold, evaluate_online_attack
+
+    env = CriticalCorridor()
+    report = evaluate_online_attack(
+        env, always_zero(env), FlagDetector(), k=1, episodes=3, seed=5, calibration_episodes=4
+    )
+    assert report.settings["calibration_seeds"] == [8, 9, 10, 11]
+    assert 0.0 < report.settings["threshold"] <= 1.0  # only the flagged step passes
+    assert report.settings["rate"] == pytest.approx(1 / T)
+    assert report.table()[1]["drop"] == pytest.approx(T - CRITICAL)
+    assert report.settings["victim_threshold"] is not None and report.n_perturbed["victim"].max() <= 1
+    assert calibrate_threshold([np.zeros(3), np.ones(1)], rate=2.0) == float("-inf")
+    with pytest.raises(ValueError, match="rate"):
+        calibrate_threshold([np.zeros(3)], rate=0.0)
+
+
+def test_evaluate_online_attack_counts_only_what_was_perturbed() -> None:
+    from critwrap.attack import evaluate_online_attack
+
+    env = CriticalCorridor()
+    model = always_zero(env)
+    never = evaluate_online_attack(
+        env, model, FlagDetector(), k=2, episodes=3, threshold=2.0, methods=["detector", "random"]
+    )
+    rows = {r["method"]: r for r in never.table()}
+    assert rows["detector"]["attacked_episodes"] == 0 and rows["detector"]["drop"] == 0.0
+    assert rows["random"]["mean_perturbed_steps"] == 0.0  # matched to the detector's zero attacks
+    # the budget holds, and the attacks follow the episode as it runs (everything but the flag passes)
+    every = evaluate_online_attack(
+        env, model, FlagDetector(invert=True), k=3, episodes=2, threshold=0.5, methods=["detector"]
+    )
+    assert every.n_perturbed["detector"].tolist() == [3, 3]
+    # nothing is replayed, so a non-deterministic env is fine for the online protocol
+    noisy = CriticalCorridor(noisy=True)
+    ok = evaluate_online_attack(noisy, always_zero(noisy), FlagDetector(), k=1, episodes=2, threshold=0.5)
+    assert ok.table()[1]["drop"] == pytest.approx(T - CRITICAL)
+
+
+def test_evaluate_online_attack_bad_input_and_prefix_scores() -> None:
+    from critwrap.attack import evaluate_online_attack, prefix_scores
+
+    env = CriticalCorridor()
+    model = always_zero(env)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        evaluate_online_attack(env, model, FlagDetector(), k=0, episodes=1)
+    with pytest.raises(ValueError, match="methods"):
+        evaluate_online_attack(env, model, FlagDetector(), k=1, episodes=1, methods=["oracle"])
+    with pytest.raises(ValueError, match="needs a detector"):
+        evaluate_online_attack(env, model, None, k=1, episodes=1)
+    with pytest.raises(ValueError, match="calibration_episodes"):
+        evaluate_online_attack(env, model, FlagDetector(), k=1, episodes=1, calibration_episodes=0)
+
+    class CountingDetector(Detector):
+        registry_name = ""
+
+        def score(self, frames: np.ndarray) -> np.ndarray:
+            return np.full(len(frames), float(len(frames)))
+
+    frames = [np.zeros(3, np.float32)] * 5
+    assert prefix_scores(CountingDetector(), frames).tolist() == [1, 2, 3, 4, 5]  # never sees the future
+    assert prefix_scores(CountingDetector(), frames, window=2).tolist() == [1, 2, 2, 2, 2]

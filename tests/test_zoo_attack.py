@@ -107,3 +107,21 @@ def test_attack_a_run_with_vecenv_frame_stacking(tmp_path: Path, capsys: pytest.
     data = json.loads(next(run.glob("attack_*.json")).read_text())
     assert data["episodes"]["random"]["n_planned"] == [2, 2, 2]
     assert all(1 <= n <= 2 for n in data["episodes"]["random"]["n_perturbed"])
+
+
+def test_attack_online_protocol(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = setup["root"] / "out_online"
+    argv = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
+    argv += ["--detector", str(setup["det"]), "--top-k", "2", "--episodes", "4", "--out", str(out)]
+    assert main([*argv, "--protocol", "online", "--calibration-episodes", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "online protocol" in text and "calibrated on seeds 4..6" in text
+    (json_path,) = out.glob("attack_*.json")
+    data = json.loads(json_path.read_text())
+    assert data["settings"]["protocol"] == "online"
+    for method in ("detector", "random", "victim"):
+        assert all(0 <= n <= 2 for n in data["episodes"][method]["n_perturbed"])
+    assert main([*argv, "--threshold", "0.5"]) == 1
+    assert "apply to --protocol online only" in capsys.readouterr().err
+    assert main([*argv, "--protocol", "online", "--lead", "2"]) == 1
+    assert "apply to --protocol replay only" in capsys.readouterr().err

@@ -4,7 +4,8 @@
   with a detector, replay the seed and perturb the top-k steps (:func:`evaluate_attack`,
   :func:`replay_attack`); baselines at the same k: random steps and the victim's own importance.
 * Online protocol: the :class:`CriticalAttack` wrapper attacks while the episode runs, when the
-  detector's score passes a threshold, within a budget of k steps per episode.
+  detector's score passes a threshold, within a budget of k steps per episode;
+  :func:`evaluate_online_attack` evaluates it against random and victim-importance timing.
 * Perturbations: a random different action, FGSM / PGD observation perturbations against the victim,
   or a user function (:mod:`critwrap.attack.perturbations`).
 
@@ -20,6 +21,12 @@ Example:
 """
 
 from critwrap.attack.evaluate import METHODS, AttackReport, bootstrap_ci, evaluate_attack, format_table
+from critwrap.attack.online import (
+    calibrate_threshold,
+    evaluate_online_attack,
+    prefix_scores,
+    run_online_episode,
+)
 from critwrap.attack.perturbations import (
     FGSM,
     PERTURBATIONS,
@@ -59,13 +66,17 @@ __all__ = [
     "UnsupportedVictimError",
     "Victim",
     "bootstrap_ci",
+    "calibrate_threshold",
     "detector_steps",
     "evaluate_attack",
+    "evaluate_online_attack",
     "format_table",
     "get_frame",
     "importance_steps",
     "make_perturbation",
+    "prefix_scores",
     "random_steps",
     "replay_attack",
     "run_episode",
+    "run_online_episode",
 ]

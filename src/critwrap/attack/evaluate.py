@@ -105,6 +105,7 @@ class AttackReport:
                 "drop_ci_high": 0.0,
                 "flipped_wins": 0,
                 "mean_perturbed_steps": 0.0,
+                "attacked_episodes": 0,
                 "action_changed_rate": float("nan"),
             }
             if m != "clean":
@@ -118,6 +119,7 @@ class AttackReport:
                         "drop_ci_high": dhi,
                         "flipped_wins": int((clean_wins & ~self.wins(m)).sum()),
                         "mean_perturbed_steps": float(self.n_perturbed[m].mean()),
+                        "attacked_episodes": int((self.n_perturbed[m] > 0).sum()),
                         "action_changed_rate": float(changed / max(1, self.n_perturbed[m].sum())),
                     }
                 )
@@ -292,6 +294,7 @@ def evaluate_attack(
         n_boot=n_boot,
         seconds=time.perf_counter() - t0,
         settings={
+            "protocol": "replay",
             "allow_short": allow_short,
             "victim_importance": victim.importance_method,
             "detector_lead": int(detector_lead),

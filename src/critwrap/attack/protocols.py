@@ -43,6 +43,7 @@ __all__ = [
     "EpisodeTooShortError",
     "FrameSource",
     "ReplayDivergenceError",
+    "attacked_action",
     "detector_steps",
     "get_frame",
     "importance_steps",
@@ -136,6 +137,30 @@ def _same(a: Any, b: Any) -> bool:
     return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
+def attacked_action(
+    rec: EpisodeRecord,
+    t: int,
+    obs: Any,
+    victim: Victim,
+    perturbation: Perturbation,
+    rng: np.random.Generator,
+    obs_space: gym.Space,
+) -> Any:
+    """The action executed at an attacked step ``t`` (recorded in ``rec``): the victim's action on the
+    perturbed observation, or the perturbed action."""
+    clean_action = victim.act(obs)
+    if perturbation.target == "observation":
+        adv = perturbation.perturb_observation(np.asarray(obs), victim, rng, obs_space)
+        change = float(np.max(np.abs(adv.astype(np.float64) - np.asarray(obs, dtype=np.float64))))
+        rec.max_obs_change = max(rec.max_obs_change, change)
+        action = victim.act(adv)
+    else:
+        action = perturbation.perturb_action(clean_action, obs, rng)
+    rec.perturbed_steps.append(t)
+    rec.action_changed.append(not _same(action, clean_action))
+    return action
+
+
 def run_episode(
     env: gym.Env[Any, Any],
     victim: Victim,
@@ -181,16 +206,7 @@ def run_episode(
             rec.frames.append(get_frame(env, obs, frames))
         if t in planned_set:
             assert perturbation is not None
-            clean_action = victim.act(obs)
-            if perturbation.target == "observation":
-                adv = perturbation.perturb_observation(np.asarray(obs), victim, gen, obs_space)
-                change = float(np.max(np.abs(adv.astype(np.float64) - np.asarray(obs, dtype=np.float64))))
-                rec.max_obs_change = max(rec.max_obs_change, change)
-                action = victim.act(adv)
-            else:
-                action = perturbation.perturb_action(clean_action, obs, gen)
-            rec.perturbed_steps.append(t)
-            rec.action_changed.append(not _same(action, clean_action))
+            action = attacked_action(rec, t, obs, victim, perturbation, gen, obs_space)
         else:
             action = victim.act(obs)
         obs, reward, terminated, truncated, _ = env.step(action)

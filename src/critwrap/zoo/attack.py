@@ -7,6 +7,14 @@ with a bootstrap 95% CI, drop from clean, win rate, flipped wins, perturbed step
 ``attack_<timestamp>.json`` and ``.csv`` into the run directory (or next to ``--model`` when it is a
 model file outside a run).
 
+``--protocol online`` (:func:`critwrap.attack.evaluate_online_attack`) attacks while each episode runs
+instead: a step is attacked when the detector's score of the frames so far (or the victim's importance)
+reaches a threshold, at most ``--top-k`` times per episode; random attacks as many steps as the detector
+did in the same seed. Thresholds not given (``--threshold``, ``--victim-threshold``) are calibrated on
+``--calibration-episodes`` clean episodes of other seeds so that about ``--top-k`` steps of a clean
+episode pass (``--rate`` sets that share directly). Nothing is replayed, so the env need not be
+deterministic.
+
 ``--model`` is a run directory written by ``train`` or a model file (``.zip``); a model file inside a
 run directory (``model.zip``, ``best_model.zip``, ``checkpoints/rl_model_*.zip``) uses that run's
 config; any other file needs ``--algo`` and ``--env``. The env must be deterministic given its seed
@@ -17,6 +25,8 @@ Example:
 
         python -m critwrap.zoo attack --model runs/default/dqn/Pong/base/seed_0 --detector dsi_pong \\
             --top-k 30 --episodes 500 --perturb action
+        python -m critwrap.zoo attack --model runs/default/dqn/Pong/base/seed_0 --detector dsi_pong \\
+            --protocol online --top-k 30 --episodes 500
         python -m critwrap.zoo attack --model agent.zip --algo ppo --env MiniGrid-LavaGapS6-v0 \\
             --wrapper minigrid.wrappers:ImgObsWrapper --env-kwarg preprocess=false \\
             --detector det/ --frames minigrid-pov:4 --top-k 2 --episodes 200 --perturb fgsm --epsilon 1
@@ -179,6 +189,37 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="attack this many steps before each of the detector's top-k frames (default 0: the action at "
         "the critical frame; 2: the original Pong attack script's alignment)",
     )
+    p.add_argument(
+        "--protocol",
+        default="replay",
+        choices=["replay", "online"],
+        help="replay: perturb the top-k steps of the clean episode (default); online: attack during the "
+        "episode when the score of the frames so far passes a threshold",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=None, help="online: the detector's threshold (default: calibrated)"
+    )
+    p.add_argument(
+        "--victim-threshold",
+        type=float,
+        default=None,
+        help="online: the victim importance's threshold (default: calibrated)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="online: share of clean steps a calibrated threshold lets pass (default: top-k / mean length)",
+    )
+    p.add_argument(
+        "--calibration-episodes",
+        type=int,
+        default=20,
+        help="online: clean episodes (seeds after the evaluated ones) thresholds are calibrated on (default 20)",
+    )
+    p.add_argument(
+        "--window", type=int, default=None, help="online: the detector scores only the last WINDOW frames"
+    )
     p.add_argument("--episodes", type=int, default=100, help="seeded episodes (default 100)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (episodes use seed, seed+1, ...)")
     p.add_argument("--perturb", default="action", choices=["action", "fgsm", "pgd"], help="perturbation")
@@ -209,7 +250,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from critwrap.attack import evaluate_attack, format_table, make_perturbation
+    from critwrap.attack import evaluate_attack, evaluate_online_attack, format_table, make_perturbation
     from critwrap.attack.wrapper import load_detector_like
     from critwrap.zoo.runs import record_path, write_json
     from critwrap.zoo.specs import normalize_specs
@@ -229,6 +270,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     if args.lead < 0:
         raise ValueError(f"--lead must be >= 0 steps, got {args.lead}")
+    online_only = {
+        "--threshold": args.threshold is not None,
+        "--victim-threshold": args.victim_threshold is not None,
+        "--rate": args.rate is not None,
+        "--window": args.window is not None,
+    }
+    if args.protocol == "replay" and any(online_only.values()):
+        given = ", ".join(k for k, v in online_only.items() if v)
+        raise ValueError(f"{given} apply to --protocol online only")
+    if args.protocol == "online" and (args.lead or args.allow_short):
+        raise ValueError("--lead and --allow-short apply to --protocol replay only")
     env_kwargs: dict[str, Any] = {}
     if args.env_kwarg:
         import yaml
@@ -253,29 +305,64 @@ def run(args: argparse.Namespace) -> int:
             )
 
     try:
-        report = evaluate_attack(
-            env,
-            loaded.model,
-            detector,
-            k=args.top_k,
-            perturbation=perturbation,
-            episodes=args.episodes,
-            seed=args.seed,
-            methods=methods,
-            frames=frames,
-            win_threshold=args.win_threshold,
-            allow_short=args.allow_short,
-            progress=progress,
-            detector_lead=args.lead,
-        )
+        if args.protocol == "online":
+            report = evaluate_online_attack(
+                env,
+                loaded.model,
+                detector,
+                k=args.top_k,
+                perturbation=perturbation,
+                episodes=args.episodes,
+                seed=args.seed,
+                methods=methods,
+                frames=frames,
+                threshold=args.threshold,
+                victim_threshold=args.victim_threshold,
+                rate=args.rate,
+                calibration_episodes=args.calibration_episodes,
+                window=args.window,
+                win_threshold=args.win_threshold,
+                progress=progress,
+            )
+        else:
+            report = evaluate_attack(
+                env,
+                loaded.model,
+                detector,
+                k=args.top_k,
+                perturbation=perturbation,
+                episodes=args.episodes,
+                seed=args.seed,
+                methods=methods,
+                frames=frames,
+                win_threshold=args.win_threshold,
+                allow_short=args.allow_short,
+                progress=progress,
+                detector_lead=args.lead,
+            )
     finally:
         env.close()
     rows = report.table()
     print(
-        f"{loaded.config['algo']} on {loaded.config['env']}: {report.perturbation} at k={args.top_k} steps, "
+        f"{loaded.config['algo']} on {loaded.config['env']}, {args.protocol} protocol: {report.perturbation} "
+        f"at k={args.top_k} steps, "
         f"{len(report.seeds)} episodes (seeds {report.seeds[0]}..{report.seeds[-1]}), {report.seconds:.0f} s"
     )
     print(format_table(rows))
+    if args.protocol == "online":
+        st = report.settings
+        thr = ", ".join(
+            f"{name} {st[key]:.4g}" for name, key in (("detector", "threshold"), ("victim", "victim_threshold"))
+            if st[key] is not None
+        )  # fmt: skip
+        how = (
+            f"calibrated on seeds {st['calibration_seeds'][0]}..{st['calibration_seeds'][-1]}"
+            if st["calibration_seeds"]
+            else "given"
+        )
+        print(f"thresholds ({how}): {thr}; attacked episodes: " + ", ".join(
+            f"{r['method']} {r['attacked_episodes']}/{r['episodes']}" for r in rows[1:]
+        ))  # fmt: skip
     out_dir = Path(args.out) if args.out else (loaded.run_dir or Path(loaded.model_path).parent)
     result = report.to_dict()
     result.update(

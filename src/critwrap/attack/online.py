@@ -1,0 +1,299 @@
+"""Evaluate the online protocol: attack while the episode runs, when a score passes a threshold.
+
+:func:`evaluate_online_attack` is the evaluation routine of the online protocol that
+:class:`~critwrap.attack.wrapper.CriticalAttack` implements as a wrapper. For each seed it plays one clean
+episode, then one attacked episode per method, each deciding *during* the episode, from what it has seen
+so far, which steps to attack (at most ``k`` per episode):
+
+* ``"detector"``: the detector scores the frames so far (``detector.score(frames[:t + 1])``, or the last
+  ``window`` of them) and the step is attacked when the score of the current frame reaches ``threshold``.
+  Unlike the replay protocol, the score never sees the future of the episode, and after a perturbation
+  the detector keeps scoring the perturbed episode, so later attacks follow what actually happens.
+* ``"victim"``: the step is attacked when the victim's own importance of the current observation (Q-value
+  spread, policy entropy or value: :meth:`Victim.importance`) reaches ``victim_threshold``.
+* ``"random"``: as many steps as the detector attacked in the same seed (``k`` when the detector is not
+  evaluated), drawn uniformly from the steps of the clean episode before it starts: the same number of
+  perturbations at uninformed times.
+
+Thresholds left as ``None`` are calibrated on ``calibration_episodes`` clean episodes of seeds disjoint
+from the evaluation seeds: the ``1 - rate`` quantile of the per-step scores, with ``rate`` (default
+``k / mean clean episode length``) the share of steps that should pass, so that a clean episode has about
+``k`` candidate steps. The thresholds and the calibration seeds are kept in ``report.settings``.
+
+Every attacked step is counted from what was actually perturbed (``n_perturbed`` per episode; an episode
+where the score never passed the threshold counts as attacked 0 times, and ``attacked_episodes`` in the
+table says how many were attacked at all).
+
+Example:
+    >>> import gymnasium as gym
+    >>> from stable_baselines3 import DQN
+    >>> from critwrap.attack import Victim
+    >>> from critwrap.attack.online import evaluate_online_attack
+    >>> from critwrap.detectors.baselines import RandomDetector
+    >>> env = gym.make("CartPole-v1")
+    >>> victim = Victim(DQN("MlpPolicy", env, learning_starts=0))
+    >>> report = evaluate_online_attack(env, victim, RandomDetector(seed=0), k=2, episodes=3, calibration_episodes=2)
+    >>> report.settings["protocol"]
+    'online'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from critwrap.attack.evaluate import METHODS, AttackReport
+from critwrap.attack.perturbations import Perturbation, make_perturbation
+from critwrap.attack.protocols import EpisodeRecord, FrameSource, attacked_action, get_frame, run_episode
+from critwrap.attack.victim import Victim
+
+__all__ = ["calibrate_threshold", "evaluate_online_attack", "prefix_scores", "run_online_episode"]
+
+ShouldAttack = Callable[[int, EpisodeRecord], bool]
+
+
+def prefix_scores(detector: Any, frames: Sequence[np.ndarray], window: int | None = None) -> np.ndarray:
+    """The causal score of every frame: frame ``t`` scored with ``frames[:t + 1]`` (or its last ``window``)."""
+    out = np.empty(len(frames), dtype=np.float64)
+    for t in range(len(frames)):
+        lo = 0 if window is None else max(0, t + 1 - window)
+        scores = np.asarray(detector.score(np.stack(frames[lo : t + 1])), dtype=np.float64)
+        if scores.shape != (t + 1 - lo,):
+            raise ValueError(f"the detector returned scores of shape {scores.shape} for {t + 1 - lo} frames")
+        out[t] = scores[-1]
+    return out
+
+
+def calibrate_threshold(scores: Sequence[np.ndarray], rate: float) -> float:
+    """The ``1 - rate`` quantile of all per-step scores (``-inf`` when ``rate >= 1``: every step passes)."""
+    if not 0.0 < rate:
+        raise ValueError(f"rate (the share of steps that pass) must be > 0, got {rate}")
+    flat = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in scores])
+    if flat.size == 0:
+        raise ValueError("no scores to calibrate a threshold on")
+    if rate >= 1.0:
+        return float("-inf")
+    return float(np.quantile(flat, 1.0 - rate))
+
+
+def run_online_episode(
+    env: gym.Env[Any, Any],
+    victim: Victim,
+    *,
+    seed: int | None,
+    k: int,
+    should_attack: ShouldAttack,
+    perturbation: Perturbation,
+    rng: np.random.Generator | int | None = None,
+    frames: FrameSource | None = "observations",
+    max_steps: int | None = None,
+) -> EpisodeRecord:
+    """Play one episode from ``env.reset(seed=seed)`` with the victim's greedy actions, attacking step ``t``
+    when ``should_attack(t, record_so_far)`` is true and fewer than ``k`` steps were attacked.
+
+    ``record_so_far`` holds the observations (and, unless ``frames`` is ``None``, the frames) up to and
+    including step ``t``; an attacked step is added to its ``planned_steps`` and ``perturbed_steps``.
+    """
+    if int(k) < 0:
+        raise ValueError(f"k (attacked steps per episode) must be >= 0, got {k}")
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    obs_space = env.observation_space
+    obs, _ = env.reset(seed=seed)
+    rec = EpisodeRecord(seed=seed, observations=[], frames=[], actions=[], rewards=[])
+    t = 0
+    while True:
+        rec.observations.append(np.array(obs, copy=True) if not isinstance(obs, dict) else dict(obs))
+        if frames is not None:
+            rec.frames.append(get_frame(env, obs, frames))
+        if rec.n_perturbed < k and should_attack(t, rec):
+            rec.planned_steps.append(t)
+            action = attacked_action(rec, t, obs, victim, perturbation, gen, obs_space)
+        else:
+            action = victim.act(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rec.actions.append(np.array(action, copy=True))
+        rec.rewards.append(float(reward))
+        t += 1
+        if terminated or truncated or (max_steps is not None and t >= max_steps):
+            rec.terminated, rec.truncated = bool(terminated), bool(truncated)
+            break
+    return rec
+
+
+def evaluate_online_attack(
+    env: gym.Env[Any, Any],
+    victim: Victim | Any,
+    detector: Any,
+    *,
+    k: int,
+    perturbation: str | Perturbation | Callable[..., Any] = "action",
+    episodes: int = 100,
+    seed: int = 0,
+    methods: Sequence[str] = METHODS,
+    frames: FrameSource = "observations",
+    epsilon: float | None = None,
+    threshold: float | None = None,
+    victim_threshold: float | None = None,
+    rate: float | None = None,
+    calibration_episodes: int = 20,
+    calibration_seed: int | None = None,
+    window: int | None = None,
+    win_threshold: float = 0.0,
+    n_boot: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> AttackReport:
+    """The online-protocol comparison over ``episodes`` seeds ``seed, seed + 1, ...`` (module docstring).
+
+    Args:
+        env: a Gymnasium env (it need not be deterministic: nothing is replayed).
+        victim: a :class:`Victim` or an SB3 model.
+        detector: anything with ``score(frames) -> (T,)``; may be ``None`` without ``"detector"`` in ``methods``.
+        k: the budget: at most ``k`` attacked steps per episode.
+        perturbation: ``"action"``, ``"fgsm"``, ``"pgd"`` (with ``epsilon``), a Perturbation or a callable.
+        methods: any of ``"detector"``, ``"random"``, ``"victim"``.
+        frames: what the detector scores (see :func:`critwrap.attack.protocols.get_frame`).
+        threshold / victim_threshold: attack when the detector's / victim's score is at least this;
+            ``None``: calibrated on clean episodes (see ``rate``).
+        rate: share of a clean episode's steps whose score should pass a calibrated threshold
+            (default ``k / mean clean length``).
+        calibration_episodes / calibration_seed: the clean episodes thresholds are calibrated on, seeds
+            ``calibration_seed, +1, ...`` (default: right after the evaluation seeds, so disjoint from them).
+        window: the detector scores only the last ``window`` frames (``None``: the whole episode so far).
+        win_threshold: an episode is won when its return is above this.
+        progress: called as ``progress(done, total)`` after each evaluation seed.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(victim, Victim):
+        victim = Victim(victim)
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1 attacked steps, got {k}")
+    k = int(k)
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if "detector" in methods and detector is None:
+        raise ValueError("the 'detector' method needs a detector")
+    if window is not None and int(window) < 1:
+        raise ValueError(f"window must be >= 1 or None, got {window}")
+    if rate is not None and not 0.0 < rate:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    pert = make_perturbation(perturbation, epsilon=epsilon)
+    pert.check(env.observation_space, env.action_space, victim)
+    if "victim" in methods:
+        victim.importance(np.asarray(env.observation_space.sample())[None])  # fail early, before any episode
+
+    need_det = "detector" in methods and threshold is None
+    need_vic = "victim" in methods and victim_threshold is None
+    cal_seed = int(seed) + int(episodes) if calibration_seed is None else int(calibration_seed)
+    cal_seeds: list[int] = []
+    if need_det or need_vic:
+        if calibration_episodes < 1:
+            raise ValueError(
+                f"calibration_episodes must be >= 1 when a threshold is left to calibrate, got {calibration_episodes}"
+            )
+        cal_seeds = [cal_seed + i for i in range(calibration_episodes)]
+        det_scores, vic_scores, lengths_cal = [], [], []
+        for s in cal_seeds:
+            rec = run_episode(env, victim, seed=s, frames=frames, keep_frames=need_det)
+            lengths_cal.append(rec.length)
+            if need_det:
+                det_scores.append(prefix_scores(detector, rec.frames, window))
+            if need_vic:
+                vic_scores.append(victim.importance(np.stack([np.asarray(o) for o in rec.observations])))
+        use_rate = float(rate) if rate is not None else k / float(np.mean(lengths_cal))
+        if need_det:
+            threshold = calibrate_threshold(det_scores, use_rate)
+        if need_vic:
+            victim_threshold = calibrate_threshold(vic_scores, use_rate)
+    else:
+        use_rate = float("nan") if rate is None else float(rate)
+
+    def detector_rule(t: int, rec: EpisodeRecord) -> bool:
+        lo = 0 if window is None else max(0, len(rec.frames) - int(window))
+        scores = np.asarray(detector.score(np.stack(rec.frames[lo:])), dtype=np.float64)
+        return bool(scores[-1] >= float(threshold))  # type: ignore[arg-type]
+
+    def victim_rule(t: int, rec: EpisodeRecord) -> bool:
+        imp = victim.importance(np.asarray(rec.observations[-1])[None])
+        return bool(float(np.asarray(imp)[0]) >= float(victim_threshold))  # type: ignore[arg-type]
+
+    seeds = [seed + i for i in range(episodes)]
+    names = ["clean", *methods]
+    returns: dict[str, list[float]] = {m: [] for m in names}
+    lengths: dict[str, list[int]] = {m: [] for m in names}
+    planned: dict[str, list[int]] = {m: [] for m in names}
+    perturbed: dict[str, list[int]] = {m: [] for m in names}
+    changed: dict[str, list[int]] = {m: [] for m in names}
+    # the detector runs first so that random can match its number of attacks in the same seed
+    order = sorted(methods, key=lambda m: {"detector": 0, "victim": 1, "random": 2}[m])
+    for s in seeds:
+        clean = run_episode(env, victim, seed=s, frames=frames, keep_frames=False)
+        returns["clean"].append(clean.episode_return)
+        lengths["clean"].append(clean.length)
+        planned["clean"].append(0)
+        perturbed["clean"].append(0)
+        changed["clean"].append(0)
+        n_det: int | None = None
+        for m in order:
+            j = methods.index(m)
+            gen = np.random.default_rng([int(s), 2, j, k])
+            if m == "detector":
+                rule: ShouldAttack = detector_rule
+                use_frames: FrameSource | None = frames
+            elif m == "victim":
+                rule, use_frames = victim_rule, None
+            else:
+                n = k if n_det is None else n_det
+                n = min(n, clean.length)
+                plan = set(
+                    np.random.default_rng([int(s), 1, k]).choice(clean.length, size=n, replace=False).tolist()
+                )
+                rule, use_frames = (lambda t, rec, plan=plan: t in plan), None
+            rec = run_online_episode(
+                env, victim, seed=s, k=k, should_attack=rule, perturbation=pert, rng=gen, frames=use_frames
+            )
+            if rec.perturbed_steps != rec.planned_steps:  # never report an unattacked step as attacked
+                raise RuntimeError(
+                    f"seed {s}, {m}: decided {rec.planned_steps}, but perturbed {rec.perturbed_steps}"
+                )
+            if m == "detector":
+                n_det = rec.n_perturbed
+            returns[m].append(rec.episode_return)
+            lengths[m].append(rec.length)
+            planned[m].append(len(rec.planned_steps))
+            perturbed[m].append(rec.n_perturbed)
+            changed[m].append(int(np.sum(rec.action_changed)))
+        if progress is not None:
+            progress(len(returns["clean"]), len(seeds))
+
+    return AttackReport(
+        seeds=seeds,
+        k=k,
+        perturbation=pert.describe(),
+        methods=methods,
+        returns={m: np.asarray(v, dtype=np.float64) for m, v in returns.items()},
+        lengths={m: np.asarray(v) for m, v in lengths.items()},
+        n_planned={m: np.asarray(v) for m, v in planned.items()},
+        n_perturbed={m: np.asarray(v) for m, v in perturbed.items()},
+        n_action_changed={m: np.asarray(v) for m, v in changed.items()},
+        win_threshold=float(win_threshold),
+        n_boot=n_boot,
+        seconds=time.perf_counter() - t0,
+        settings={
+            "protocol": "online",
+            "threshold": None if threshold is None else float(threshold),
+            "victim_threshold": None if victim_threshold is None else float(victim_threshold),
+            "rate": use_rate,
+            "calibration_seeds": cal_seeds,
+            "window": window,
+            "random_matches": "detector" if "detector" in methods else "k",
+            "victim_importance": victim.importance_method,
+        },
+    )
