@@ -5,6 +5,9 @@ Markdown table per env: for each ``--lead`` and k, the detector's return drop pe
 over the seeds, the random-k drop (the same episodes and draws for every seed) and the ratio of the
 mean detector drop to the random drop. Runs with the same env, DSI seed and lead are deduplicated
 (the newest file wins); runs with other detector-data or DSI settings than ``--match`` are skipped.
+``--protocol online`` summarises the online-protocol rows instead; there the random method is matched
+to each detector's number of attacks, so its drop is given per DSI seed as its mean over the seeds, and
+the ratio is that of the two means.
 
     python benchmarks/attack_summary.py bench_out/attack bench_out/attack_dyn
 """
@@ -49,7 +52,7 @@ DEFAULTS = {
 
 
 def collect(
-    folders: list[Path], mask_budget: str = "None"
+    folders: list[Path], mask_budget: str = "None", protocol: str = "replay"
 ) -> dict[str, dict[tuple[int, int], dict[int, dict[str, float]]]]:
     """env -> (lead, dsi_seed) -> k -> {"detector": drop, "random": drop}.
 
@@ -77,8 +80,14 @@ def collect(
             seed = int(args.get("dsi_seed", 0))
             rows = {}
             for row in data["summary"]:
+                if row.get("protocol", "replay") != protocol:
+                    continue
                 if "random" in row["perturbation"] and "action" in row["perturbation"]:
-                    rows[int(row["k"])] = {"detector": row["detector_drop"], "random": row["random_drop"]}
+                    rows[int(row["k"])] = {
+                        "detector": row["detector_drop"],
+                        "random": row["random_drop"],
+                        "steps": row.get("detector_steps", float("nan")),
+                    }
             if rows:
                 table[env][(lead, seed)] = rows
     return table
@@ -94,23 +103,23 @@ def markdown(table: dict[str, dict[tuple[int, int], dict[int, dict[str, float]]]
             "",
             "| lead | k | "
             + " | ".join(f"DSI seed {s}" for s in seeds)
-            + " | DSI mean ± std | random-k | mean DSI / random |",
-            "|---|---|" + "---|" * len(seeds) + "---|---|---|",
+            + " | DSI mean ± std | random-k | mean DSI / random | attacked steps / episode (DSI) |",
+            "|---|---|" + "---|" * len(seeds) + "---|---|---|---|",
         ]
         for lead in leads:
             ks = sorted({k for (ld, _), rows in runs.items() if ld == lead for k in rows})
             for k in ks:
                 drops = [runs.get((lead, s), {}).get(k, {}).get("detector") for s in seeds]
                 have = [d for d in drops if d is not None]
-                rand = next(
-                    runs[(lead, s)][k]["random"] for s in seeds if (lead, s) in runs and k in runs[(lead, s)]
-                )
+                here = [runs[(lead, s)][k] for s in seeds if (lead, s) in runs and k in runs[(lead, s)]]
+                rand = float(np.mean([r["random"] for r in here]))  # replay: the same for every seed
+                steps = float(np.mean([r["steps"] for r in here]))
                 mean = float(np.mean(have)) if have else float("nan")
                 std = float(np.std(have)) if have else float("nan")
                 cells = " | ".join("-" if d is None else f"{d:.3f}" for d in drops)
                 out.append(
                     f"| {lead} | {k} | {cells} | {mean:.3f} ± {std:.3f} (n={len(have)}) | {rand:.3f} | "
-                    f"{mean / rand if rand > 0 else float('inf'):.2f} |"
+                    f"{mean / rand if rand > 0 else float('inf'):.2f} | {steps:.2f} |"
                 )
         out.append("")
     return "\n".join(out)
@@ -122,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--mask-budget", default="None", help="summarise the runs with this --dsi-mask-budget (default: none)"
     )
+    p.add_argument(
+        "--protocol", default="replay", choices=["replay", "online"], help="which rows (default replay)"
+    )
     args = p.parse_args(argv)
-    print(markdown(collect(args.folders, mask_budget=args.mask_budget)))
+    print(markdown(collect(args.folders, mask_budget=args.mask_budget, protocol=args.protocol)))
     return 0
 
 
