@@ -124,6 +124,15 @@ def run_online_episode(
     return rec
 
 
+def _planned_rule(plan: set[int]) -> ShouldAttack:
+    """Attack exactly the steps in ``plan`` (the random method's uninformed timing)."""
+
+    def rule(t: int, rec: EpisodeRecord) -> bool:
+        return t in plan
+
+    return rule
+
+
 def evaluate_online_attack(
     env: gym.Env[Any, Any],
     victim: Victim | Any,
@@ -255,7 +264,7 @@ def evaluate_online_attack(
                 plan = set(
                     np.random.default_rng([int(s), 1, k]).choice(clean.length, size=n, replace=False).tolist()
                 )
-                rule, use_frames = (lambda t, rec, plan=plan: t in plan), None
+                rule, use_frames = _planned_rule(plan), None
             rec = run_online_episode(
                 env, victim, seed=s, k=k, should_attack=rule, perturbation=pert, rng=gen, frames=use_frames
             )
