@@ -20,6 +20,9 @@ from the evaluation seeds: the ``1 - rate`` quantile of the per-step scores, wit
 ``k / mean clean episode length``) the share of steps that should pass, so that a clean episode has about
 ``k`` candidate steps. The thresholds and the calibration seeds are kept in ``report.settings``.
 
+Cost: scoring every prefix costs O(T^2) frame encodings per episode of T steps (calibration included);
+for long episodes (Atari) pass ``window`` (O(T * window)).
+
 Every attacked step is counted from what was actually perturbed (``n_perturbed`` per episode; an episode
 where the score never passed the threshold counts as attacked 0 times, and ``attacked_episodes`` in the
 table says how many were attacked at all).
