@@ -51,7 +51,7 @@ import numpy as np
 
 from critwrap.attack.evaluate import METHODS, AttackReport
 from critwrap.attack.perturbations import Perturbation, make_perturbation
-from critwrap.attack.protocols import EpisodeRecord, FrameSource, attacked_action, get_frame, run_episode
+from critwrap.attack.protocols import EpisodeRecord, FrameSource, run_episode, run_online_episode
 from critwrap.attack.victim import Victim
 
 __all__ = ["calibrate_threshold", "evaluate_online_attack", "prefix_scores", "run_online_episode"]
@@ -81,50 +81,6 @@ def calibrate_threshold(scores: Sequence[np.ndarray], rate: float) -> float:
     if rate >= 1.0:
         return float("-inf")
     return float(np.quantile(flat, 1.0 - rate))
-
-
-def run_online_episode(
-    env: gym.Env[Any, Any],
-    victim: Victim,
-    *,
-    seed: int | None,
-    k: int,
-    should_attack: ShouldAttack,
-    perturbation: Perturbation,
-    rng: np.random.Generator | int | None = None,
-    frames: FrameSource | None = "observations",
-    max_steps: int | None = None,
-) -> EpisodeRecord:
-    """Play one episode from ``env.reset(seed=seed)`` with the victim's greedy actions, attacking step ``t``
-    when ``should_attack(t, record_so_far)`` is true and fewer than ``k`` steps were attacked.
-
-    ``record_so_far`` holds the observations (and, unless ``frames`` is ``None``, the frames) up to and
-    including step ``t``; an attacked step is added to its ``planned_steps`` and ``perturbed_steps``.
-    """
-    if int(k) < 0:
-        raise ValueError(f"k (attacked steps per episode) must be >= 0, got {k}")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    obs_space = env.observation_space
-    obs, _ = env.reset(seed=seed)
-    rec = EpisodeRecord(seed=seed, observations=[], frames=[], actions=[], rewards=[])
-    t = 0
-    while True:
-        rec.observations.append(np.array(obs, copy=True) if not isinstance(obs, dict) else dict(obs))
-        if frames is not None:
-            rec.frames.append(get_frame(env, obs, frames))
-        if rec.n_perturbed < k and should_attack(t, rec):
-            rec.planned_steps.append(t)
-            action = attacked_action(rec, t, obs, victim, perturbation, gen, obs_space)
-        else:
-            action = victim.act(obs)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        rec.actions.append(np.array(action, copy=True))
-        rec.rewards.append(float(reward))
-        t += 1
-        if terminated or truncated or (max_steps is not None and t >= max_steps):
-            rec.terminated, rec.truncated = bool(terminated), bool(truncated)
-            break
-    return rec
 
 
 def _planned_rule(plan: set[int]) -> ShouldAttack:

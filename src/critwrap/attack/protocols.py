@@ -50,6 +50,7 @@ __all__ = [
     "random_steps",
     "replay_attack",
     "run_episode",
+    "run_online_episode",
 ]
 
 FrameSource = str | Callable[[gym.Env[Any, Any], Any], np.ndarray]
@@ -161,6 +162,52 @@ def attacked_action(
     return action
 
 
+def run_online_episode(
+    env: gym.Env[Any, Any],
+    victim: Victim,
+    *,
+    seed: int | None,
+    k: int,
+    should_attack: Callable[[int, EpisodeRecord], bool],
+    perturbation: Perturbation | None,
+    rng: np.random.Generator | int | None = None,
+    frames: FrameSource | None = "observations",
+    max_steps: int | None = None,
+) -> EpisodeRecord:
+    """Play one episode from ``env.reset(seed=seed)`` with the victim's greedy actions, attacking step ``t``
+    when ``should_attack(t, record_so_far)`` is true and fewer than ``k`` steps were attacked.
+
+    ``record_so_far`` holds the observations (and, unless ``frames`` is ``None``, the frames) up to and
+    including step ``t``; an attacked step is added to its ``planned_steps`` and ``perturbed_steps``.
+    """
+    if int(k) < 0:
+        raise ValueError(f"k (attacked steps per episode) must be >= 0, got {k}")
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    obs_space = env.observation_space
+    obs, _ = env.reset(seed=seed)
+    rec = EpisodeRecord(seed=seed, observations=[], frames=[], actions=[], rewards=[])
+    t = 0
+    while True:
+        rec.observations.append(np.array(obs, copy=True) if not isinstance(obs, dict) else dict(obs))
+        if frames is not None:
+            rec.frames.append(get_frame(env, obs, frames))
+        if rec.n_perturbed < k and should_attack(t, rec):
+            if perturbation is None:
+                raise ValueError("a step was chosen for attack but no perturbation was given")
+            rec.planned_steps.append(t)
+            action = attacked_action(rec, t, obs, victim, perturbation, gen, obs_space)
+        else:
+            action = victim.act(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rec.actions.append(np.array(action, copy=True))
+        rec.rewards.append(float(reward))
+        t += 1
+        if terminated or truncated or (max_steps is not None and t >= max_steps):
+            rec.terminated, rec.truncated = bool(terminated), bool(truncated)
+            break
+    return rec
+
+
 def run_episode(
     env: gym.Env[Any, Any],
     victim: Victim,
@@ -185,37 +232,32 @@ def run_episode(
         raise ValueError("attack_steps were given without a perturbation")
     if planned and planned[0] < 0:
         raise ValueError(f"attack steps must be >= 0, got {planned[0]}")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     planned_set = set(planned)
     check_until = planned[0] if (planned and reference is not None) else -1
-    obs_space = env.observation_space
-    obs, _ = env.reset(seed=seed)
-    rec = EpisodeRecord(seed=seed, observations=[], frames=[], actions=[], rewards=[], planned_steps=planned)
-    t = 0
-    while True:
+
+    def planned_rule(t: int, rec: EpisodeRecord) -> bool:
         if t <= check_until and reference is not None:
-            if t >= len(reference.observations) or not _same(obs, reference.observations[t]):
+            if t >= len(reference.observations) or not _same(rec.observations[t], reference.observations[t]):
                 raise ReplayDivergenceError(
                     f"replaying seed {seed} diverged from the clean run at step {t}, before the first attacked "
                     f"step {check_until}: the environment is not deterministic given its seed (sticky actions, "
                     "unseeded randomness, a stochastic policy?). The replay protocol needs a deterministic env; "
                     "make it deterministic (e.g. ALE repeat_action_probability=0) or use the online protocol."
                 )
-        rec.observations.append(np.array(obs, copy=True) if not isinstance(obs, dict) else dict(obs))
-        if keep_frames:
-            rec.frames.append(get_frame(env, obs, frames))
-        if t in planned_set:
-            assert perturbation is not None
-            action = attacked_action(rec, t, obs, victim, perturbation, gen, obs_space)
-        else:
-            action = victim.act(obs)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        rec.actions.append(np.array(action, copy=True))
-        rec.rewards.append(float(reward))
-        t += 1
-        if terminated or truncated or (max_steps is not None and t >= max_steps):
-            rec.terminated, rec.truncated = bool(terminated), bool(truncated)
-            break
+        return t in planned_set
+
+    rec = run_online_episode(
+        env,
+        victim,
+        seed=seed,
+        k=len(planned),
+        should_attack=planned_rule,
+        perturbation=perturbation,
+        rng=rng,
+        frames=frames if keep_frames else None,
+        max_steps=max_steps,
+    )
+    rec.planned_steps = planned
     return rec
 
 
