@@ -311,33 +311,32 @@ def main(argv: list[str] | None = None) -> int:
         (pr, pe, ep, k) for pr in args.protocol for pe, ep in perturbs for k in args.ks
     ):  # fmt: skip
         t = time.perf_counter()
+        common: dict[str, Any] = {
+            "k": k,
+            "perturbation": pert,
+            "epsilon": eps,
+            "frames": pov,
+            "win_threshold": 0.0,
+        }
         if protocol == "online":
             report = evaluate_online_attack(
                 env,
                 victim,
                 det,
-                k=k,
-                perturbation=pert,
-                epsilon=eps,
-                frames=pov,
                 episodes=args.episodes,
                 seed=args.seed,
                 calibration_episodes=args.calibration_episodes,
-                win_threshold=0.0,
+                **common,
             )
         else:
             report = evaluate_attack(
                 env,
                 victim,
                 det,
-                k=k,
-                perturbation=pert,
-                epsilon=eps,
-                frames=pov,
                 clean_runs=clean,
                 rankers=rankers if pert == "action" else None,
-                win_threshold=0.0,
                 detector_lead=args.lead,
+                **common,
             )
         rows = report.table()
         byname = {r["method"]: r for r in rows}

@@ -304,41 +304,32 @@ def run(args: argparse.Namespace) -> int:
                 f"\r{done}/{total} episodes", end="\n" if done == total else "", file=sys.stderr, flush=True
             )
 
+    common: dict[str, Any] = {
+        "k": args.top_k,
+        "perturbation": perturbation,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "methods": methods,
+        "frames": frames,
+        "win_threshold": args.win_threshold,
+        "progress": progress,
+    }
     try:
         if args.protocol == "online":
             report = evaluate_online_attack(
                 env,
                 loaded.model,
                 detector,
-                k=args.top_k,
-                perturbation=perturbation,
-                episodes=args.episodes,
-                seed=args.seed,
-                methods=methods,
-                frames=frames,
                 threshold=args.threshold,
                 victim_threshold=args.victim_threshold,
                 rate=args.rate,
                 calibration_episodes=args.calibration_episodes,
                 window=args.window,
-                win_threshold=args.win_threshold,
-                progress=progress,
+                **common,
             )
         else:
             report = evaluate_attack(
-                env,
-                loaded.model,
-                detector,
-                k=args.top_k,
-                perturbation=perturbation,
-                episodes=args.episodes,
-                seed=args.seed,
-                methods=methods,
-                frames=frames,
-                win_threshold=args.win_threshold,
-                allow_short=args.allow_short,
-                progress=progress,
-                detector_lead=args.lead,
+                env, loaded.model, detector, allow_short=args.allow_short, detector_lead=args.lead, **common
             )
     finally:
         env.close()
