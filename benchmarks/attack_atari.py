@@ -1,0 +1,383 @@
+"""Benchmark: attacking an Atari agent at the Deep State Identifier's top-k steps, k in {5, 10, 30}.
+
+The EDGE / DSI Pong attack on a game a CPU can train a victim for (2 shared cores, no GPU): PPO on
+Pong needs millions of steps, PPO on **RoadRunner** reaches about 100x the random policy's score in
+60 000-150 000 steps (``docs/benchmarks_attention.md``), and its games last hundreds of agent steps, so
+k = 5, 10, 30 are a few percent of an episode, as in the paper (k = 30 of a Pong game of 1000-2000
+steps). Stages (each skipped when its output exists, so a killed run resumes):
+
+1. **Victim.** PPO with NatureCNN (``benchmarks/what_where_atari.py``'s settings) for ``--ppo-steps``.
+2. **Detector data.** ``--data-episodes`` episodes of the victim with epsilon mixing (a uniformly random
+   action with probability ``--data-epsilon``), env seeds 100000+ (disjoint from the evaluation seeds).
+   Frames: the newest 84x84 frame of the observation, 2x2-mean-pooled to 42x42, the top ``--score-rows``
+   rows (the score) zeroed, as the paper zeroes Seaquest's score. Cut into windows of ``--window`` steps;
+   target: the window's summed game score / 1000 (the paper's Seaquest regression setting).
+3. **DSI** trained on those windows only.
+4. **Attack** (replay protocol, :func:`critwrap.attack.evaluate_attack`) on ``--episodes`` seeded games
+   (env seeds ``--seed``+, the victim's greedy actions, sticky actions as in ALE v5, which the replay
+   reproduces because the env is seeded): the action replaced by a uniformly random different one at
+   the detector's top-k steps (its window scores, concatenated), at k random steps, and at the victim's
+   own top-k (least entropy of its action distribution). The score is the unclipped game score of a
+   full game (all lives), capped at ``--max-steps`` agent steps.
+
+    nohup python benchmarks/attack_atari.py --out bench_out/attack_atari --jobs 2 > bench_out/attack_atari.log 2>&1 &
+
+Results: ``OUT/results.json`` and ``OUT/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATA_SEED = 100_000
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def make_frame_fn(score_rows: int) -> Any:
+    def frame(env: Any, obs: Any) -> np.ndarray:
+        """Newest frame of the (4, 84, 84) stack -> (42, 42, 1) uint8 with the score rows zeroed."""
+        x = np.asarray(obs)[-1].astype(np.float32)
+        x = x.reshape(42, 2, 42, 2).mean(axis=(1, 3))
+        x[: (score_rows + 1) // 2] = 0.0
+        return np.round(x).astype(np.uint8)[..., None]
+
+    return frame
+
+
+def make_env(game: str, max_steps: int) -> Any:
+    import gymnasium as gym
+
+    import critwrap
+
+    return gym.wrappers.TimeLimit(critwrap.make(game), max_episode_steps=max_steps)
+
+
+def train_victim(args: argparse.Namespace) -> Path:
+    path = args.out / "models" / f"nature-cnn_{args.game}_{args.ppo_steps}_seed{args.victim_seed}.zip"
+    if path.is_file():
+        log(f"victim: reusing {path}")
+        return path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from what_where_atari import _run
+
+    log(f"victim: PPO NatureCNN on {args.game}, {args.ppo_steps} steps, seed {args.victim_seed}")
+    row = _run(("nature-cnn", args.game, args.ppo_steps, args.victim_seed, 5, str(args.out)))
+    (args.out / "victim.json").write_text(json.dumps(row, indent=1))
+    log(f"victim: eval returns {row['eval_returns']} ({row['train_seconds']:.0f} s)")
+    return path
+
+
+def record_data(args: argparse.Namespace, victim: Any) -> dict[str, np.ndarray]:
+    path = args.out / "data.npz"
+    if path.is_file():
+        log(f"data: reusing {path}")
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    env = make_env(args.game, args.max_steps)
+    frame = make_frame_fn(args.score_rows)
+    rng = np.random.default_rng(DATA_SEED)
+    frames, rewards, episode, returns = [], [], [], []
+    t0 = time.perf_counter()
+    for e in range(args.data_episodes):
+        obs, _ = env.reset(seed=DATA_SEED + e)
+        done, total = False, 0.0
+        while not done:
+            frames.append(frame(env, obs))
+            if rng.random() < args.data_epsilon:
+                action = int(rng.integers(env.action_space.n))
+            else:
+                action = int(victim.act(obs))
+            obs, r, term, trunc, _ = env.step(action)
+            rewards.append(float(r))
+            episode.append(e)
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+        if (e + 1) % 20 == 0:
+            log(f"data: {e + 1}/{args.data_episodes} episodes, mean return {np.mean(returns):.0f}")
+    data = {
+        "frames": np.stack(frames),
+        "rewards": np.asarray(rewards, np.float32),
+        "episode": np.asarray(episode, np.int32),
+        "returns": np.asarray(returns, np.float32),
+    }
+    np.savez_compressed(path, **data)
+    log(f"data: {len(frames)} frames, {time.perf_counter() - t0:.0f} s")
+    return data
+
+
+def windows(data: dict[str, np.ndarray], window: int) -> list[Any]:
+    """Non-overlapping windows of ``window`` steps (a shorter tail of at least window/4 steps kept)."""
+    from critwrap.episodes import Episode
+
+    out = []
+    ep = data["episode"]
+    for e in np.unique(ep):
+        idx = np.flatnonzero(ep == e)
+        for start in range(0, len(idx), window):
+            part = idx[start : start + window]
+            if len(part) < max(2, window // 4):
+                continue
+            out.append(
+                Episode(data["frames"][part], episode_return=float(data["rewards"][part].sum()) / 1000.0)
+            )
+    return out
+
+
+def train_dsi(args: argparse.Namespace, data: dict[str, np.ndarray]) -> Any:
+    from critwrap.detectors.dsi import DSI
+
+    path = args.out / "dsi"
+    if (path / "config.json").is_file():
+        log(f"dsi: reusing {path}")
+        return DSI.load(path)
+    eps = windows(data, args.window)
+    targets = np.array([e.episode_return for e in eps])
+    log(
+        f"dsi: {len(eps)} windows of <= {args.window} steps, targets (score/1000) mean {targets.mean():.3f}, "
+        f"std {targets.std():.3f}, share zero {np.mean(targets == 0):.2f}"
+    )
+    det = DSI(
+        task="regression",
+        channels=tuple(int(c) for c in args.dsi_channels.split(",")),
+        lstm_hidden=args.dsi_lstm,
+        lr=args.dsi_lr,
+        batch_size=16,
+        l1=5e-3,
+        reverse=2.0,
+        mask_budget=args.mask_budget,
+        mask_budget_weight=10.0,
+        max_length=args.window,
+        frame_layout="HWC",
+        num_threads=args.threads,
+        seed=args.dsi_seed,
+    )
+    t0 = time.perf_counter()
+    det.fit(eps, epochs=args.dsi_epochs, progress=False, seed=args.dsi_seed)
+    det.save(path)
+    hist = [{k: v for k, v in h.items() if isinstance(v, int | float)} for h in det.history]
+    (args.out / "dsi_fit.json").write_text(
+        json.dumps({"seconds": time.perf_counter() - t0, "windows": len(eps), "history": hist}, indent=1)
+    )
+    log(f"dsi: fitted in {time.perf_counter() - t0:.0f} s; last epoch {hist[-1] if hist else {}}")
+    return det
+
+
+class WindowedScorer:
+    """Scores an episode as the DSI was trained: window by window, concatenated."""
+
+    def __init__(self, det: Any, window: int) -> None:
+        self.det, self.window = det, window
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        parts = [self.det.score(frames[i : i + self.window]) for i in range(0, len(frames), self.window)]
+        return np.concatenate(parts)
+
+
+def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
+    """Clean game and every (k, method) replay for each seed; one dict per (seed, k)."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from critwrap.attack import Victim, evaluate_attack, run_episode
+    from critwrap.detectors.dsi import DSI
+
+    a, seeds = job
+    torch.set_num_threads(1)
+    env = make_env(a["game"], a["max_steps"])
+    victim = Victim(PPO.load(a["victim"], device="cpu"))
+    scorer = WindowedScorer(DSI.load(a["dsi"]), a["window"])
+    frame = make_frame_fn(a["score_rows"])
+    rows = []
+    for s in seeds:
+        clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
+        for k in a["ks"]:
+            rep = evaluate_attack(
+                env, victim, scorer, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10
+            )  # fmt: skip
+            rows.append(
+                {
+                    "seed": s,
+                    "k": k,
+                    "length": clean.length,
+                    **{
+                        f"{f}.{m}": float(getattr(rep, f)[m][0])
+                        for f in ("returns", "lengths", "n_planned", "n_perturbed", "n_action_changed")
+                        for m in ["clean", *rep.methods]
+                    },
+                }
+            )
+    return rows
+
+
+def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
+    path = args.out / "episodes.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    have = {(r["seed"], r["k"]) for r in rows}
+    done = {r["seed"] for r in rows if all((r["seed"], k) in have for k in args.ks)}
+    todo = [args.seed + i for i in range(args.episodes) if args.seed + i not in done]
+    log(f"attack: {len(done)} seeds already done, {len(todo)} to go")
+    a = {
+        "game": args.game,
+        "max_steps": args.max_steps,
+        "victim": str(victim_path),
+        "dsi": str(args.out / "dsi"),
+        "window": args.window,
+        "score_rows": args.score_rows,
+        "ks": list(args.ks),
+        "lead": args.lead,
+    }
+    chunks = [todo[i : i + args.chunk] for i in range(0, len(todo), args.chunk)]
+    t0 = time.perf_counter()
+    if chunks:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs) as pool, path.open("a") as fh:
+            for n, got in enumerate(pool.imap_unordered(_worker, [(a, c) for c in chunks]), 1):
+                for r in got:
+                    fh.write(json.dumps(r) + "\n")
+                fh.flush()
+                rows += got
+                log(f"attack: chunk {n}/{len(chunks)} done, {time.perf_counter() - t0:.0f} s")
+    wanted = {args.seed + i for i in range(args.episodes)}
+    return [r for r in rows if r["seed"] in wanted and r["k"] in args.ks]
+
+
+def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    from critwrap.attack.evaluate import AttackReport, format_table
+
+    methods = ["detector", "random", "victim"]
+    md, out = [], {"reports": []}
+    for k in args.ks:
+        mine = sorted((r for r in rows if r["k"] == k), key=lambda r: r["seed"])
+        if not mine:
+            continue
+
+        def col(f: str, m: str, mine: list[dict[str, Any]] = mine) -> np.ndarray:
+            return np.array([r[f"{f}.{m}"] for r in mine])
+
+        rep = AttackReport(
+            seeds=[r["seed"] for r in mine],
+            k=k,
+            perturbation="random different action",
+            methods=methods,
+            returns={m: col("returns", m) for m in ["clean", *methods]},
+            lengths={m: col("lengths", m).astype(int) for m in ["clean", *methods]},
+            n_planned={m: col("n_planned", m).astype(int) for m in ["clean", *methods]},
+            n_perturbed={m: col("n_perturbed", m).astype(int) for m in ["clean", *methods]},
+            n_action_changed={m: col("n_action_changed", m).astype(int) for m in ["clean", *methods]},
+            win_threshold=float(np.median(col("returns", "clean"))),
+        )
+        table = rep.table()
+        drops = {r["method"]: r["drop"] for r in table}
+        # paired bootstrap of the drop ratio detector / random (and victim / random)
+        rng = np.random.default_rng(0)
+        clean = rep.returns["clean"]
+        idx = rng.integers(0, len(clean), size=(2000, len(clean)))
+        ratios = {}
+        for m in ("detector", "victim"):
+            d_m = (clean - rep.returns[m])[idx].mean(axis=1)
+            d_r = (clean - rep.returns["random"])[idx].mean(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                boot = d_m / d_r
+            point = drops[m] / drops["random"] if drops["random"] != 0 else float("inf")
+            lo, hi = np.nanquantile(boot, [0.025, 0.975])
+            ratios[m] = {"ratio": point, "ci_low": float(lo), "ci_high": float(hi)}
+        md += [
+            f"**k = {k}** ({len(mine)} games; 'win' = above the clean median {rep.win_threshold:.0f})",
+            "",
+            format_table(table),
+            "",
+            "drop ratio vs random-k (paired bootstrap 95% CI): "
+            + ", ".join(
+                f"{m} {v['ratio']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" for m, v in ratios.items()
+            ),
+            "",
+        ]
+        out["reports"].append({"k": k, "table": table, "drop_ratio_vs_random": ratios})
+    lengths = np.array([r["length"] for r in rows if r["k"] == args.ks[0]])
+    if len(lengths):
+        md.insert(
+            0,
+            f"clean game length: mean {lengths.mean():.0f} steps (min {lengths.min()}, max {lengths.max()})\n",
+        )
+    return "\n".join(md), out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("bench_out/attack_atari"))
+    p.add_argument("--game", default="RoadRunner")
+    p.add_argument("--ppo-steps", type=int, default=100_000)
+    p.add_argument("--victim-seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=2000, help="agent steps per game at most")
+    p.add_argument("--data-episodes", type=int, default=200)
+    p.add_argument("--data-epsilon", type=float, default=0.25)
+    p.add_argument(
+        "--score-rows", type=int, default=12, help="top rows of the 84x84 frame zeroed (the score)"
+    )
+    p.add_argument("--window", type=int, default=200, help="DSI window length (agent steps)")
+    p.add_argument("--dsi-epochs", type=int, default=8)
+    p.add_argument("--dsi-channels", default="16,32,32,64,64")
+    p.add_argument("--dsi-lstm", type=int, default=32)
+    p.add_argument("--dsi-lr", type=float, default=1e-3)
+    p.add_argument("--dsi-seed", type=int, default=0)
+    p.add_argument("--mask-budget", type=float, default=0.5)
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=20_000, help="first evaluation seed")
+    p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 30])
+    p.add_argument(
+        "--lead", type=int, default=2, help="the detector attacks this many steps before its top frames"
+    )
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from critwrap.attack import Victim
+
+    torch.set_num_threads(args.threads)
+    t_start, cpu0 = time.perf_counter(), time.process_time()
+    args.out.mkdir(parents=True, exist_ok=True)
+    victim_path = train_victim(args)
+    from stable_baselines3 import PPO
+
+    victim = Victim(PPO.load(victim_path, device="cpu"))
+    data = record_data(args, victim)
+    train_dsi(args, data)
+    rows = attack(args, victim_path)
+    text, out = summarize(args, rows)
+    out["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+    out["seconds"] = time.perf_counter() - t_start
+    out["data_returns"] = {"mean": float(np.mean(data["returns"])), "n": len(data["returns"])}
+    (args.out / "results.json").write_text(json.dumps(out, indent=1))
+    (args.out / "results.md").write_text(text + "\n")
+    print(text)
+    log(
+        f"done in {time.perf_counter() - t_start:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU (main process)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
