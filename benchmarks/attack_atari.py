@@ -14,8 +14,10 @@ steps). Stages (each skipped when its output exists, so a killed run resumes):
    target: the window's summed game score / 1000 (the paper's Seaquest regression setting).
 3. **DSI** trained on those windows only.
 4. **Attack** (replay protocol, :func:`critwrap.attack.evaluate_attack`) on ``--episodes`` seeded games
-   (env seeds ``--seed``+, the victim's greedy actions, sticky actions as in ALE v5, which the replay
-   reproduces because the env is seeded): the action replaced by a uniformly random different one at
+   (env seeds ``--seed``+, sticky actions as in ALE v5, which the replay reproduces because the env is
+   seeded; the victim samples its actions from its policy with keyed random numbers,
+   ``Victim(sample=True)``, so a replay reproduces them too; ``--greedy`` for greedy actions, with which
+   this PPO victim scored 0, 0 and 1000 on three games: it gets stuck): the action replaced by a uniformly random different one at
    the detector's top-k steps (its window scores, concatenated), at k random steps, and at the victim's
    own top-k (least entropy of its action distribution). The score is the unclipped game score of a
    full game (all lives), capped at ``--max-steps`` agent steps.
@@ -92,8 +94,11 @@ def record_data(args: argparse.Namespace, victim: Any) -> dict[str, np.ndarray]:
     t0 = time.perf_counter()
     for e in range(args.data_episodes):
         obs, _ = env.reset(seed=DATA_SEED + e)
-        done, total = False, 0.0
+        victim.start_episode(DATA_SEED + e)
+        done, total, t = False, 0.0, 0
         while not done:
+            victim.at_step(t)
+            t += 1
             frames.append(frame(env, obs))
             if rng.random() < args.data_epsilon:
                 action = int(rng.integers(env.action_space.n))
@@ -197,7 +202,7 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     a, seeds = job
     torch.set_num_threads(1)
     env = make_env(a["game"], a["max_steps"])
-    victim = Victim(PPO.load(a["victim"], device="cpu"))
+    victim = Victim(PPO.load(a["victim"], device="cpu"), sample=a["sample"])
     scorer = WindowedScorer(DSI.load(a["dsi"]), a["window"])
     frame = make_frame_fn(a["score_rows"])
     rows = []
@@ -238,6 +243,7 @@ def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
         "score_rows": args.score_rows,
         "ks": list(args.ks),
         "lead": args.lead,
+        "sample": not args.greedy,
     }
     chunks = [todo[i : i + args.chunk] for i in range(0, len(todo), args.chunk)]
     t0 = time.perf_counter()
@@ -341,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--lead", type=int, default=2, help="the detector attacks this many steps before its top frames"
     )
+    p.add_argument(
+        "--greedy",
+        action="store_true",
+        help="greedy victim (default: keyed samples from its policy, Victim(sample=True); greedy PPO gets stuck)",
+    )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
     p.add_argument("--threads", type=int, default=1)
@@ -356,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     victim_path = train_victim(args)
     from stable_baselines3 import PPO
 
-    victim = Victim(PPO.load(victim_path, device="cpu"))
+    victim = Victim(PPO.load(victim_path, device="cpu"), sample=not args.greedy)
     data = record_data(args, victim)
     train_dsi(args, data)
     rows = attack(args, victim_path)

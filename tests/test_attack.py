@@ -234,6 +234,44 @@ def test_victim_importance_and_steps() -> None:
     assert ppo.importance_method == "entropy" and ppo.importance(obs).shape == (T,)
 
 
+def test_sampling_victim_is_replayable_and_follows_the_policy() -> None:
+    from stable_baselines3 import DQN
+
+    env = CriticalCorridor()
+    model = always_zero(env)
+    with torch.no_grad():
+        model.policy.action_net.bias.copy_(torch.tensor([0.5, 0.0, -0.5]))
+    victim = Victim(model, sample=True, sample_seed=3)
+    obs, _ = env.reset(seed=0)
+    probs = torch.softmax(victim.output(torch.as_tensor(obs[None])), dim=-1)[0].detach().numpy()
+    draws = []
+    for s in range(400):
+        victim.start_episode(s)
+        for t in range(5):
+            victim.at_step(t)
+            draws.append(int(victim.act(obs)))
+    freq = np.bincount(draws, minlength=3) / len(draws)
+    np.testing.assert_allclose(freq, probs, atol=0.04)  # 2000 draws: ~4 standard errors
+    victim.start_episode(7)
+    victim.at_step(2)
+    assert [int(victim.act(obs)) for _ in range(5)] == [int(victim.act(obs))] * 5  # keyed, not stateful
+    # the same seed replays the same actions; other seeds give other action sequences
+    a = run_episode(env, victim, seed=11)
+    b = run_episode(env, victim, seed=11)
+    assert [int(x) for x in a.actions] == [int(x) for x in b.actions]
+    seqs = {tuple(int(x) for x in run_episode(env, victim, seed=s).actions) for s in range(10)}
+    assert len(seqs) > 1
+    greedy = Victim(model)
+    assert {int(x) for x in run_episode(env, greedy, seed=11).actions} == {0}
+    # the replay protocol accepts it (no divergence before the first attacked step)
+    report = evaluate_attack(env, victim, FlagDetector(), k=1, episodes=5, allow_short=True)
+    assert report.returns["clean"].shape == (5,)
+    with pytest.raises(UnsupportedVictimError, match="sample=True"):
+        Victim(DQN("MlpPolicy", env, learning_starts=0, device="cpu"), sample=True)
+    with pytest.raises(UnsupportedVictimError, match="per step"):
+        victim.act_batch(obs[None])
+
+
 # ---- perturbations ----------------------------------------------------------------------------------
 def test_random_action_is_always_different_and_uniform() -> None:
     p = RandomActionPerturbation()

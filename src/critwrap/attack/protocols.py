@@ -174,7 +174,7 @@ def run_online_episode(
     frames: FrameSource | None = "observations",
     max_steps: int | None = None,
 ) -> EpisodeRecord:
-    """Play one episode from ``env.reset(seed=seed)`` with the victim's greedy actions, attacking step ``t``
+    """Play one episode from ``env.reset(seed=seed)`` with the victim's actions (greedy, or keyed samples), attacking step ``t``
     when ``should_attack(t, record_so_far)`` is true and fewer than ``k`` steps were attacked.
 
     ``record_so_far`` holds the observations (and, unless ``frames`` is ``None``, the frames) up to and
@@ -185,9 +185,11 @@ def run_online_episode(
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     obs_space = env.observation_space
     obs, _ = env.reset(seed=seed)
+    victim.start_episode(seed)
     rec = EpisodeRecord(seed=seed, observations=[], frames=[], actions=[], rewards=[])
     t = 0
     while True:
+        victim.at_step(t)
         rec.observations.append(np.array(obs, copy=True) if not isinstance(obs, dict) else dict(obs))
         if frames is not None:
             rec.frames.append(get_frame(env, obs, frames))
@@ -221,7 +223,7 @@ def run_episode(
     keep_frames: bool = True,
     max_steps: int | None = None,
 ) -> EpisodeRecord:
-    """Play one episode from ``env.reset(seed=seed)`` with the victim's greedy actions, perturbing the
+    """Play one episode from ``env.reset(seed=seed)`` with the victim's actions (greedy, or keyed samples), perturbing the
     steps in ``attack_steps``.
 
     With ``reference`` (the clean run of the same seed), the observations up to and including the first

@@ -49,9 +49,18 @@ class Victim:
         model: a trained ``BaseAlgorithm`` (DQN, QR-DQN, PPO, A2C, TRPO, SAC, TQC, TD3, DDPG) or its policy.
             Recurrent policies are refused (their hidden state makes a step's output depend on the past).
         importance: ``"auto"`` (the rule of the module docstring), ``"q-spread"``, ``"entropy"`` or ``"value"``.
+        sample: act by *sampling* from the policy's action distribution instead of greedily (actor-critic
+            policies with discrete actions: PPO, A2C, TRPO). The sample at step ``t`` of the episode
+            reset with seed ``s`` uses a uniform number drawn from a generator keyed by
+            ``(sample_seed, s, t)`` (inverse CDF), so replaying a seed reproduces the clean episode's
+            actions exactly up to the first attacked step, as the replay protocol requires. The attack
+            protocols announce episodes and steps through :meth:`start_episode` / :meth:`at_step`.
+            Useful where the greedy policy is much worse than the sampled one (PPO on Atari often gets
+            stuck when greedy).
+        sample_seed: the first key of the sampling generator.
     """
 
-    def __init__(self, model: Any, importance: str = "auto") -> None:
+    def __init__(self, model: Any, importance: str = "auto", sample: bool = False, sample_seed: int = 0) -> None:
         policy = getattr(model, "policy", model)
         if not (hasattr(policy, "predict") and hasattr(policy, "action_space")):
             raise TypeError(
@@ -82,6 +91,17 @@ class Victim:
         if importance not in IMPORTANCE_METHODS:
             raise ValueError(f"importance must be one of {IMPORTANCE_METHODS}, got {importance!r}")
         self.importance_method = self._auto_importance() if importance == "auto" else importance
+        self.sample = bool(sample)
+        self.sample_seed = int(sample_seed)
+        self._episode_key = 0
+        self._t = 0
+        if self.sample and not (self.kind == "actor_critic" and self.discrete):
+            raise UnsupportedVictimError(
+                f"sample=True needs an actor-critic policy with discrete actions (PPO, A2C, TRPO), got "
+                f"{type(policy).__name__} with action space {self.action_space}"
+            )
+        if self.sample_seed < 0:
+            raise ValueError(f"sample_seed must be >= 0, got {sample_seed}")
 
     # ---- helpers -------------------------------------------------------------------------------
     def _auto_importance(self) -> str:
@@ -120,13 +140,36 @@ class Victim:
             "(nor its channel-last transpose); is this the env the model was trained on?"
         )
 
+    def start_episode(self, seed: int | None) -> None:
+        """Key the sampled actions of the episode reset with ``seed`` (no effect on a greedy victim)."""
+        self._episode_key = 0 if seed is None else int(seed) + 1
+        if self._episode_key < 0:
+            raise ValueError(f"a sampling victim needs reset seeds >= 0, got {seed}")
+        self._t = 0
+
+    def at_step(self, t: int) -> None:
+        """The step index of the next :meth:`act` calls (no effect on a greedy victim)."""
+        self._t = int(t)
+
     def act(self, obs: Any) -> Any:
-        """The greedy action for one (unbatched) observation, as ``model.predict(obs, deterministic=True)``."""
-        action, _ = self.policy.predict(obs, deterministic=True)
-        return action
+        """The action for one (unbatched) observation: greedy, as ``model.predict(obs, deterministic=True)``,
+        or with ``sample=True`` the keyed sample described in the class docstring."""
+        if not self.sample:
+            action, _ = self.policy.predict(obs, deterministic=True)
+            return action
+        import torch
+
+        x = torch.as_tensor(np.asarray(obs)[None], device=self.device).float()
+        with torch.no_grad():
+            probs = torch.softmax(self.output(x), dim=-1)[0].double().cpu().numpy()
+        u = np.random.default_rng([self.sample_seed, self._episode_key, self._t]).random()
+        cdf = np.cumsum(probs)
+        return np.int64(min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(probs) - 1))
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for a batch ``(B, *obs_shape)`` of observations (env layout)."""
+        if self.sample:
+            raise UnsupportedVictimError("act_batch gives greedy actions only; a sampling victim acts per step")
         actions, _ = self.policy.predict(np.asarray(obs), deterministic=True)
         return np.asarray(actions)
 
