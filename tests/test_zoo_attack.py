@@ -125,3 +125,20 @@ def test_attack_online_protocol(setup: dict[str, Path], capsys: pytest.CaptureFi
     assert "apply to --protocol online only" in capsys.readouterr().err
     assert main([*argv, "--protocol", "online", "--lead", "2"]) == 1
     assert "apply to --protocol replay only" in capsys.readouterr().err
+
+
+def test_attack_sampling_victim(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = setup["root"] / "out_sample"
+    argv = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--sample"]
+    argv += ["--detector", str(setup["det"]), "--top-k", "1", "--episodes", "3", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    (json_path,) = out.glob("attack_*.json")
+    data = json.loads(json_path.read_text())
+    assert data["settings"]["victim_sample"] is True
+    assert len(data["episodes"]["clean"]["returns"]) == 3
+    argv = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID]
+    argv += ["--detector", str(setup["det"]), "--top-k", "1", "--episodes", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert any(
+        json.loads(p.read_text())["settings"]["victim_sample"] is False for p in out.glob("attack_*.json")
+    )

@@ -297,6 +297,7 @@ def evaluate_attack(
             "protocol": "replay",
             "allow_short": allow_short,
             "victim_importance": victim.importance_method,
+            "victim_sample": victim.sample,
             "detector_lead": int(detector_lead),
         },
     )

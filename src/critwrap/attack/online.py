@@ -263,5 +263,6 @@ def evaluate_online_attack(
             "window": window,
             "random_matches": "detector" if "detector" in methods else "k",
             "victim_importance": victim.importance_method,
+            "victim_sample": victim.sample,
         },
     )

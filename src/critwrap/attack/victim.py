@@ -60,7 +60,9 @@ class Victim:
         sample_seed: the first key of the sampling generator.
     """
 
-    def __init__(self, model: Any, importance: str = "auto", sample: bool = False, sample_seed: int = 0) -> None:
+    def __init__(
+        self, model: Any, importance: str = "auto", sample: bool = False, sample_seed: int = 0
+    ) -> None:
         policy = getattr(model, "policy", model)
         if not (hasattr(policy, "predict") and hasattr(policy, "action_space")):
             raise TypeError(
@@ -169,7 +171,9 @@ class Victim:
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for a batch ``(B, *obs_shape)`` of observations (env layout)."""
         if self.sample:
-            raise UnsupportedVictimError("act_batch gives greedy actions only; a sampling victim acts per step")
+            raise UnsupportedVictimError(
+                "act_batch gives greedy actions only; a sampling victim acts per step"
+            )
         actions, _ = self.policy.predict(np.asarray(obs), deterministic=True)
         return np.asarray(actions)
 

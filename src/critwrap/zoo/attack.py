@@ -240,6 +240,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--allow-short", action="store_true", help="attack every step of episodes shorter than k")
     p.add_argument(
+        "--sample",
+        action="store_true",
+        help="the victim samples its actions (keyed by seed and step, so replays reproduce them) instead of "
+        "acting greedily; discrete actor-critic policies (PPO, A2C, TRPO)",
+    )
+    p.add_argument(
         "--out", default=None, help="directory for attack_<timestamp>.json/.csv (default: the run)"
     )
     p.add_argument("--device", default="cpu")
@@ -250,7 +256,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from critwrap.attack import evaluate_attack, evaluate_online_attack, format_table, make_perturbation
+    from critwrap.attack import (
+        Victim,
+        evaluate_attack,
+        evaluate_online_attack,
+        format_table,
+        make_perturbation,
+    )
     from critwrap.attack.wrapper import load_detector_like
     from critwrap.zoo.runs import record_path, write_json
     from critwrap.zoo.specs import normalize_specs
@@ -296,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
     )
     frames = parse_frames(args.frames)
     detector = load_detector_like(args.detector) if args.detector is not None else None
+    victim = Victim(loaded.model, sample=args.sample)
     env = make_attack_env(loaded, env_kwargs, render_mode="rgb_array" if frames == "render" else None)
 
     def progress(done: int, total: int) -> None:
@@ -318,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
         if args.protocol == "online":
             report = evaluate_online_attack(
                 env,
-                loaded.model,
+                victim,
                 detector,
                 threshold=args.threshold,
                 victim_threshold=args.victim_threshold,
@@ -329,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             report = evaluate_attack(
-                env, loaded.model, detector, allow_short=args.allow_short, detector_lead=args.lead, **common
+                env, victim, detector, allow_short=args.allow_short, detector_lead=args.lead, **common
             )
     finally:
         env.close()
