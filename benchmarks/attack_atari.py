@@ -24,7 +24,7 @@ steps). Stages (each skipped when its output exists, so a killed run resumes):
 
     nohup python benchmarks/attack_atari.py --out bench_out/attack_atari --jobs 2 > bench_out/attack_atari.log 2>&1 &
 
-Results: ``OUT/results.json`` and ``OUT/results.md``.
+Results: ``OUT/results.json``, ``OUT/results.md`` and ``OUT/drops.png`` (drop per method and k, with CIs).
 """
 
 from __future__ import annotations
@@ -322,6 +322,35 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
     return "\n".join(md), out
 
 
+def plot(out: dict[str, Any], path: Path, game: str) -> None:
+    """Return drop per method and k with its 95% bootstrap CI (the results.json tables) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [("detector", "DSI top-k"), ("random", "random k"), ("victim", "victim importance top-k")]
+    ks = [r["k"] for r in out["reports"]]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    width = 0.25
+    for j, (m, label) in enumerate(methods):
+        rows = [next(x for x in r["table"] if x["method"] == m) for r in out["reports"]]
+        mid = np.array([x["drop"] for x in rows])
+        err = np.array(
+            [[x["drop"] - x["drop_ci_low"] for x in rows], [x["drop_ci_high"] - x["drop"] for x in rows]]
+        )
+        ax.bar(np.arange(len(ks)) + (j - 1) * width, mid, width, yerr=err, capsize=3, label=label)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(len(ks)), [f"k = {k}" for k in ks])
+    ax.set_ylabel("score drop (clean - attacked)")
+    n = out["reports"][0]["table"][0]["episodes"] if out["reports"] else 0
+    ax.set_title(f"{game}: random-action attack, {n} paired games, 95% bootstrap CIs", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench_out/attack_atari"))
@@ -383,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     out["data_returns"] = {"mean": float(np.mean(data["returns"])), "n": len(data["returns"])}
     (args.out / "results.json").write_text(json.dumps(out, indent=1))
     (args.out / "results.md").write_text(text + "\n")
+    if out["reports"]:
+        plot(out, args.out / "drops.png", args.game)
     print(text)
     log(
         f"done in {time.perf_counter() - t_start:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU (main process)"
