@@ -24,7 +24,9 @@ steps). Stages (each skipped when its output exists, so a killed run resumes):
 
     nohup python benchmarks/attack_atari.py --out bench_out/attack_atari --jobs 2 > bench_out/attack_atari.log 2>&1 &
 
-Results: ``OUT/results.json``, ``OUT/results.md`` and ``OUT/drops.png`` (drop per method and k, with CIs).
+Results: ``OUT/results.json``, ``OUT/results.md`` and ``OUT/drops.png`` (drop per method and k, with CIs);
+with ``--perturb fgsm --epsilon E`` (an L-inf perturbation of the frames, E pixel levels, against the
+victim) the same files with the suffix ``_fgsmE``, reusing the victim, data and detector.
 """
 
 from __future__ import annotations
@@ -210,7 +212,8 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
         for k in a["ks"]:
             rep = evaluate_attack(
-                env, victim, scorer, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10
+                env, victim, scorer, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
+                perturbation=a["perturb"], epsilon=a["epsilon"],
             )  # fmt: skip
             rows.append(
                 {
@@ -228,7 +231,7 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
 
 
 def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
-    path = args.out / "episodes.jsonl"
+    path = args.out / f"episodes{args.suffix}.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     have = {(r["seed"], r["k"]) for r in rows}
     done = {r["seed"] for r in rows if all((r["seed"], k) in have for k in args.ks)}
@@ -244,6 +247,8 @@ def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
         "ks": list(args.ks),
         "lead": args.lead,
         "sample": not args.greedy,
+        "perturb": args.perturb,
+        "epsilon": args.epsilon,
     }
     chunks = [todo[i : i + args.chunk] for i in range(0, len(todo), args.chunk)]
     t0 = time.perf_counter()
@@ -277,7 +282,9 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
         rep = AttackReport(
             seeds=[r["seed"] for r in mine],
             k=k,
-            perturbation="random different action",
+            perturbation="random different action"
+            if args.perturb == "action"
+            else f"{args.perturb} eps {args.epsilon}",
             methods=methods,
             returns={m: col("returns", m) for m in ["clean", *methods]},
             lengths={m: col("lengths", m).astype(int) for m in ["clean", *methods]},
@@ -322,7 +329,7 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
     return "\n".join(md), out
 
 
-def plot(out: dict[str, Any], path: Path, game: str) -> None:
+def plot(out: dict[str, Any], path: Path, game: str, perturb: str = "action") -> None:
     """Return drop per method and k with its 95% bootstrap CI (the results.json tables) as a PNG."""
     import matplotlib
 
@@ -344,7 +351,8 @@ def plot(out: dict[str, Any], path: Path, game: str) -> None:
     ax.set_xticks(np.arange(len(ks)), [f"k = {k}" for k in ks])
     ax.set_ylabel("score drop (clean - attacked)")
     n = out["reports"][0]["table"][0]["episodes"] if out["reports"] else 0
-    ax.set_title(f"{game}: random-action attack, {n} paired games, 95% bootstrap CIs", fontsize=9)
+    what = "random-action" if perturb == "action" else perturb.upper()
+    ax.set_title(f"{game}: {what} attack, {n} paired games, 95% bootstrap CIs", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -381,10 +389,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="greedy victim (default: keyed samples from its policy, Victim(sample=True); greedy PPO gets stuck)",
     )
+    p.add_argument(
+        "--perturb",
+        default="action",
+        choices=["action", "fgsm", "pgd"],
+        help="action: a random different action; fgsm / pgd: L-inf frame perturbation against the victim",
+    )
+    p.add_argument("--epsilon", type=float, default=None, help="fgsm / pgd budget in pixel levels (0-255)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if (args.perturb == "action") != (args.epsilon is None):
+        p.error("--epsilon goes with --perturb fgsm / pgd (and only with them)")
+    args.suffix = "" if args.perturb == "action" else f"_{args.perturb}{args.epsilon:g}"
 
     import torch
 
@@ -402,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = attack(args, victim_path)
     text, out = summarize(args, rows)
     out["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out["settings"]["perturbation"] = (
+        args.perturb if args.epsilon is None else f"{args.perturb} eps {args.epsilon}"
+    )
     out["machine"] = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -410,10 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     out["seconds"] = time.perf_counter() - t_start
     out["data_returns"] = {"mean": float(np.mean(data["returns"])), "n": len(data["returns"])}
-    (args.out / "results.json").write_text(json.dumps(out, indent=1))
-    (args.out / "results.md").write_text(text + "\n")
+    (args.out / f"results{args.suffix}.json").write_text(json.dumps(out, indent=1))
+    (args.out / f"results{args.suffix}.md").write_text(text + "\n")
     if out["reports"]:
-        plot(out, args.out / "drops.png", args.game)
+        plot(out, args.out / f"drops{args.suffix}.png", args.game, args.perturb)
     print(text)
     log(
         f"done in {time.perf_counter() - t_start:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU (main process)"
