@@ -182,6 +182,57 @@ def train_dsi(args: argparse.Namespace, data: dict[str, np.ndarray]) -> Any:
     return det
 
 
+def check_detector(
+    data: dict[str, np.ndarray], det: Any, window: int, episodes: int = 40, k: int = 10, seed: int = 0
+) -> dict[str, Any]:
+    """Does the detector single out any steps? Its scores on the last ``episodes`` data episodes (which it
+    was trained on), window by window as in the attack: the spread within an episode, the mean score at
+    the 5 steps ending in a reward against elsewhere, where its top-``k`` steps lie (near a reward, in the
+    last 20 % of the episode, position inside their window) against ``k`` random steps."""
+    rng = np.random.default_rng(seed)
+    scorer = WindowedScorer(det, window)
+    ep = data["episode"]
+    near_s, far_s, stds, ranges = [], [], [], []
+    top_near, rnd_near, top_late, rnd_late, pos = [], [], [], [], []
+    for e in np.unique(ep)[-episodes:]:
+        idx = np.flatnonzero(ep == e)
+        s = scorer.score(data["frames"][idx])
+        r = data["rewards"][idx]
+        n = len(s)
+        near = np.zeros(n, bool)
+        for t in np.flatnonzero(r > 0):
+            near[max(0, t - 4) : t + 1] = True
+        near_s.append(s[near])
+        far_s.append(s[~near])
+        stds.append(float(s.std()))
+        ranges.append(float(s.max() - s.min()))
+        kk = min(k, n)
+        top = np.argsort(-s, kind="stable")[:kk]
+        rnd = rng.choice(n, kk, replace=False)
+        top_near.append(near[top].mean())
+        rnd_near.append(near[rnd].mean())
+        top_late.append((top >= 0.8 * n).mean())
+        rnd_late.append((rnd >= 0.8 * n).mean())
+        pos.extend(((top % window) / window).tolist())
+    hist = np.histogram(pos, bins=5, range=(0.0, 1.0))[0]
+    return {
+        "episodes": int(min(episodes, len(np.unique(ep)))),
+        "k": k,
+        "score_std_within_episode": float(np.mean(stds)),
+        "score_range_within_episode": float(np.mean(ranges)),
+        "mean_score_near_reward": float(np.concatenate(near_s).mean()),
+        "mean_score_elsewhere": float(np.concatenate(far_s).mean()),
+        "share_steps_near_reward": float(
+            sum(len(x) for x in near_s) / sum(len(x) + len(y) for x, y in zip(near_s, far_s))
+        ),
+        "topk_near_reward": float(np.mean(top_near)),
+        "randomk_near_reward": float(np.mean(rnd_near)),
+        "topk_in_last_fifth": float(np.mean(top_late)),
+        "randomk_in_last_fifth": float(np.mean(rnd_late)),
+        "topk_position_in_window_fifths": (hist / max(1, hist.sum())).round(3).tolist(),
+    }
+
+
 class WindowedScorer:
     """Scores an episode as the DSI was trained: window by window, concatenated."""
 
@@ -399,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--check-detector",
+        action="store_true",
+        help="only check whether the detector singles out steps (OUT/detector_check.json); no attack",
+    )
     args = p.parse_args(argv)
     if (args.perturb == "action") != (args.epsilon is None):
         p.error("--epsilon goes with --perturb fgsm / pgd (and only with them)")
@@ -416,7 +472,12 @@ def main(argv: list[str] | None = None) -> int:
 
     victim = Victim(PPO.load(victim_path, device="cpu"), sample=not args.greedy)
     data = record_data(args, victim)
-    train_dsi(args, data)
+    det = train_dsi(args, data)
+    if args.check_detector:
+        check = check_detector(data, det, args.window)
+        (args.out / "detector_check.json").write_text(json.dumps(check, indent=1))
+        print(json.dumps(check, indent=1))
+        return 0
     rows = attack(args, victim_path)
     text, out = summarize(args, rows)
     out["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
