@@ -176,6 +176,33 @@ def test_evaluate_attack_detector_beats_random_and_a_wrong_detector() -> None:
     assert "| detector | 1 |" in text and "| random | 1 |" in text
 
 
+class NearlyFlatDetector(Detector):
+    """Scores ~0.5 everywhere with a tiny (1e-4) bump at the critical flag: a detector that learned nothing
+    useful but still has a strict top-1."""
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        return 0.5 + 1e-4 * np.asarray(frames, dtype=np.float64)[:, 1]
+
+
+def test_flat_detector_is_flagged_and_a_sharp_one_is_not() -> None:
+    env = CriticalCorridor()
+    model = always_zero(env)
+    with pytest.warns(RuntimeWarning, match="nearly constant"):
+        flat = evaluate_attack(env, model, NearlyFlatDetector(), k=1, episodes=2, methods=["detector"])
+    assert flat.settings["detector_flat"] is True
+    assert flat.settings["detector_spread_median"] == pytest.approx(1e-4 / (0.5 + 1e-4))
+    # the steps are still the top-1 (the check warns, it does not change the attack)
+    assert flat.table()[1]["drop"] == pytest.approx(T - CRITICAL)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sharp = evaluate_attack(env, model, FlagDetector(), k=1, episodes=2, methods=["detector"])
+    assert sharp.settings["detector_flat"] is False and sharp.settings["detector_spread_median"] == 1.0
+    no_det = evaluate_attack(env, model, None, k=1, episodes=1, methods=["random"])
+    assert "detector_flat" not in no_det.settings
+
+
 def test_perturbed_steps_are_those_reached() -> None:
     env = CriticalCorridor()
     victim = Victim(always_zero(env))

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,6 +168,34 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+FLAT_SPREAD = 0.01
+
+
+def detector_spread(scores: np.ndarray) -> float:
+    """How much a detector's scores vary within one episode: their range over their largest magnitude
+    (0 for constant scores; scale-free, so it applies to masks in (0, 1) and to unbounded scores)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    top = float(np.max(np.abs(scores)))
+    return float(np.ptp(scores) / top) if top > 0 else 0.0
+
+
+def flat_detector_check(spreads: Sequence[float], tol: float = FLAT_SPREAD) -> dict[str, Any]:
+    """Warn when the detector's scores are nearly constant within the clean episodes (median
+    :func:`detector_spread` below ``tol``): its top-k is then decided by tiny differences (window edges,
+    numerical noise), so the "detector" row measures the perturbation, not the detector."""
+    median = float(np.median(spreads))
+    flat = median < tol
+    if flat:
+        warnings.warn(
+            f"the detector's scores are nearly constant within the clean episodes (median relative range "
+            f"{median:.2g} < {tol:g}): its top-k steps are close to arbitrary, so the 'detector' row does not "
+            "test where it points; check the detector (e.g. retrain it) before reading the comparison",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return {"detector_spread_median": median, "detector_flat": flat}
+
+
 def evaluate_attack(
     env: gym.Env[Any, Any],
     victim: Victim | Any,
@@ -236,6 +265,7 @@ def evaluate_attack(
     planned: dict[str, list[int]] = {m: [] for m in names}
     perturbed: dict[str, list[int]] = {m: [] for m in names}
     changed: dict[str, list[int]] = {m: [] for m in names}
+    det_spread: list[float] = []
     for i, s in enumerate(seeds):
         clean = (
             clean_runs[i]
@@ -250,7 +280,12 @@ def evaluate_attack(
             changed[m].append(0)
         for j, m in enumerate(methods):
             if m == "detector":
-                steps = detector_steps(clean, k, detector, allow_short=allow_short, lead=detector_lead)
+                det_scores = np.asarray(detector.score(clean.frames_array()), dtype=np.float64)
+                if det_scores.size:
+                    det_spread.append(detector_spread(det_scores))
+                steps = detector_steps(
+                    clean, k, scores=det_scores, allow_short=allow_short, lead=detector_lead
+                )
             elif m in rankers:
                 steps = detector_steps(
                     clean, k, scores=np.asarray(rankers[m](clean)), allow_short=allow_short
@@ -280,6 +315,15 @@ def evaluate_attack(
     def arr(d: dict[str, list[Any]]) -> dict[str, np.ndarray]:
         return {m: np.asarray(v) for m, v in d.items()}
 
+    settings: dict[str, Any] = {
+        "protocol": "replay",
+        "allow_short": allow_short,
+        "victim_importance": victim.importance_method,
+        "victim_sample": victim.sample,
+        "detector_lead": int(detector_lead),
+    }
+    if det_spread:
+        settings.update(flat_detector_check(det_spread))
     return AttackReport(
         seeds=[int(s) if s is not None else -1 for s in seeds],
         k=int(k),
@@ -293,11 +337,5 @@ def evaluate_attack(
         win_threshold=float(win_threshold),
         n_boot=n_boot,
         seconds=time.perf_counter() - t0,
-        settings={
-            "protocol": "replay",
-            "allow_short": allow_short,
-            "victim_importance": victim.importance_method,
-            "victim_sample": victim.sample,
-            "detector_lead": int(detector_lead),
-        },
+        settings=settings,
     )

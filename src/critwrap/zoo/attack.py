@@ -353,6 +353,11 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.seeds)} episodes (seeds {report.seeds[0]}..{report.seeds[-1]}), {report.seconds:.0f} s"
     )
     print(format_table(rows))
+    if report.settings.get("detector_flat"):
+        print(
+            f"warning: the detector's scores are nearly constant within the clean episodes (median relative "
+            f"range {report.settings['detector_spread_median']:.2g}): its top-k is close to arbitrary"
+        )
     if args.protocol == "online":
         st = report.settings
         thr = ", ".join(
