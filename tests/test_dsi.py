@@ -513,3 +513,28 @@ def test_rejected_input_leaves_the_settings_untouched(monkeypatch) -> None:  # t
     with pytest.raises(ValueError, match="not among the training classes"):
         det.fit(random_episodes(4), epochs=1, val_episodes=bad_val, progress=False)
     assert det.config == DSIConfig(**TINY)
+
+
+def test_mask_spread_is_the_mean_within_episode_std() -> None:
+    det = DSI(**TINY)
+    layout = _Layout.from_lengths([4, 2])
+    # episode 0: 1, 0, 0, 0 (std sqrt(3)/4); episode 1: 0.3, 0.3 (std 0, flat at any level)
+    m = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.3, 0.3])
+    assert det._mask_spread(m, layout) == pytest.approx((math.sqrt(3) / 4 + 0.0) / 2, rel=1e-6)
+
+
+def test_fit_logs_mask_std_and_warns_when_the_mask_is_flat(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import critwrap.detectors.dsi as dsi_module
+
+    eps = random_episodes(8)
+    with pytest.warns(RuntimeWarning, match="nearly constant"):
+        monkeypatch.setattr(dsi_module, "FLAT_MASK_STD", 2.0)  # any mask std counts as flat
+        det = DSI(**TINY).fit(eps, epochs=1, progress=False, seed=0, val_episodes=eps[:2])
+    rec = det.history[-1]
+    assert 0.0 <= rec["mask_std"] <= 0.5 and 0.0 <= rec["val_mask_std"] <= 0.5
+    import warnings
+
+    monkeypatch.setattr(dsi_module, "FLAT_MASK_STD", 0.0)  # nothing counts as flat
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        DSI(**TINY).fit(eps, epochs=1, progress=False, seed=0)

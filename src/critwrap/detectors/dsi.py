@@ -98,6 +98,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DSI", "MIN_FRAME_SIZE", "DSIConfig"]
 
 MIN_FRAME_SIZE = 23
+# a trained mask whose std within episodes is below this singles out no frames (fit warns)
+FLAT_MASK_STD = 0.005
 """Smallest frame height/width the unpadded 5-layer CNN accepts."""
 
 _CHANNELS_LAST = False  # NCHW measured faster on CPU for this network (GroupNorm needs NCHW)
@@ -846,6 +849,15 @@ class DSI(Detector):
         means = sums / layout.lengths.to(mask.dtype)
         return torch.relu(means - float(budget)).mean()
 
+    def _mask_spread(self, mask: torch.Tensor, layout: _Layout) -> float:
+        """Mean over episodes of the mask's standard deviation within the episode (0: a flat mask that
+        singles out no frame, whatever its mean)."""
+        m = mask.detach()
+        n = layout.lengths.to(m.dtype)
+        means = m.new_zeros(layout.n_episodes).index_add(0, layout.b_idx, m) / n
+        var = m.new_zeros(layout.n_episodes).index_add(0, layout.b_idx, (m - means[layout.b_idx]) ** 2) / n
+        return float(var.sqrt().mean())
+
     def _accuracies(self, y: torch.Tensor, **outputs: torch.Tensor) -> dict[str, float]:
         """Classification accuracy of each named output (nothing for regression)."""
         if self.config.task != "classification":
@@ -1024,6 +1036,17 @@ class DSI(Detector):
                 "epochs": float(len(self.history)),
                 "threads": float(torch.get_num_threads()),
             }
+            last = self.history[-1] if self.history else {}
+            spread = last.get("val_mask_std", last.get("mask_std"))
+            if spread is not None and spread < FLAT_MASK_STD:
+                warnings.warn(
+                    f"the DSI's mask is nearly constant within episodes after training (std {spread:.2g} "
+                    f"< {FLAT_MASK_STD:g}, mean {last.get('mask_mean', float('nan')):.2f}): it singles out no "
+                    "frames, so its top-k is arbitrary; more data or epochs, another target or another "
+                    "mask_budget may help (history's mask_std tracks it per epoch)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         return self
 
     def _batch(self, data: _Data, idx: np.ndarray) -> tuple[torch.Tensor, _Layout, torch.Tensor]:
@@ -1069,6 +1092,7 @@ class DSI(Detector):
                 loss_reverse=float(loss_rev.detach()),
                 loss_detector=float(total.detach()),
                 mask_mean=float(m.detach().mean()),
+                mask_std=self._mask_spread(m, layout),
                 **self._accuracies(acc_masked=out_m.detach(), acc_reverse=out_r.detach(), y=y),
             )
         # --- predictor step on the clean video
@@ -1138,6 +1162,7 @@ class DSI(Detector):
                     "loss_masked": float(self._task_loss(out_m, y)),
                     "loss_reverse": float(self._reverse_loss(out_r)),
                     "mask_mean": float(m.mean()),
+                    "mask_std": self._mask_spread(m, layout),
                     **self._accuracies(acc_predictor=out, acc_masked=out_m, acc_reverse=out_r, y=y),
                 }
                 for key, v in vals.items():
