@@ -550,6 +550,14 @@ def test_evaluate_online_attack_calibrates_thresholds_on_disjoint_seeds() -> Non
     assert report.settings["rate"] == pytest.approx(1 / T)
     assert report.table()[1]["drop"] == pytest.approx(T - CRITICAL)
     assert report.settings["victim_threshold"] is not None and report.n_perturbed["victim"].max() <= 1
+    assert report.settings["detector_flat"] is False
+    with pytest.warns(RuntimeWarning, match="nearly constant"):
+        flat = evaluate_online_attack(
+            env, always_zero(env), NearlyFlatDetector(), k=1, episodes=1, seed=5, methods=["detector"]
+        )
+    assert flat.settings["detector_flat"] is True
+    given = evaluate_online_attack(env, always_zero(env), FlagDetector(), k=1, episodes=1, threshold=0.5)
+    assert "detector_flat" not in given.settings  # nothing calibrated, nothing checked
     assert calibrate_threshold([np.zeros(3), np.ones(1)], rate=2.0) == float("-inf")
     with pytest.raises(ValueError, match="rate"):
         calibrate_threshold([np.zeros(3)], rate=0.0)

@@ -49,7 +49,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from critwrap.attack.evaluate import METHODS, AttackReport
+from critwrap.attack.evaluate import METHODS, AttackReport, detector_spread, flat_detector_check
 from critwrap.attack.perturbations import Perturbation, make_perturbation
 from critwrap.attack.protocols import EpisodeRecord, FrameSource, run_episode, run_online_episode
 from critwrap.attack.victim import Victim
@@ -161,13 +161,14 @@ def evaluate_online_attack(
     need_vic = "victim" in methods and victim_threshold is None
     cal_seed = int(seed) + int(episodes) if calibration_seed is None else int(calibration_seed)
     cal_seeds: list[int] = []
+    det_scores: list[np.ndarray] = []
     if need_det or need_vic:
         if calibration_episodes < 1:
             raise ValueError(
                 f"calibration_episodes must be >= 1 when a threshold is left to calibrate, got {calibration_episodes}"
             )
         cal_seeds = [cal_seed + i for i in range(calibration_episodes)]
-        det_scores, vic_scores, lengths_cal = [], [], []
+        vic_scores, lengths_cal = [], []
         for s in cal_seeds:
             rec = run_episode(env, victim, seed=s, frames=frames, keep_frames=need_det)
             lengths_cal.append(rec.length)
@@ -264,5 +265,7 @@ def evaluate_online_attack(
             "random_matches": "detector" if "detector" in methods else "k",
             "victim_importance": victim.importance_method,
             "victim_sample": victim.sample,
+            # the calibration episodes' causal scores: a flat detector is flagged as in the replay protocol
+            **(flat_detector_check([detector_spread(x) for x in det_scores if x.size]) if det_scores else {}),
         },
     )
