@@ -67,8 +67,8 @@ say "installing $TORCH_PIN (CPU build) first"
 pip_install "$TORCH_PIN"
 
 # ray (the sweep's distributed backend, tested against the local one) adds ~20 s and ~400 MB
-say "installing critwrap (editable) with the dev, mujoco, dmc and ray extras"
-pip_install -e ".[dev,mujoco,dmc,ray]"
+say "installing critwrap (editable) with the dev, mujoco, dmc, ray and box2d extras"
+pip_install -e ".[dev,mujoco,dmc,ray,box2d]"
 
 say "installing the example plugin (editable)"
 pip_install -e plugins/critwrap-example
