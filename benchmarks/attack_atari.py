@@ -266,28 +266,49 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
                 env, victim, scorer, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
                 perturbation=a["perturb"], epsilon=a["epsilon"],
             )  # fmt: skip
-            rows.append(
-                {
-                    "seed": s,
-                    "k": k,
-                    "length": clean.length,
-                    **{
-                        f"{f}.{m}": float(getattr(rep, f)[m][0])
-                        for f in ("returns", "lengths", "n_planned", "n_perturbed", "n_action_changed")
-                        for m in ["clean", *rep.methods]
-                    },
-                }
-            )
+            rows.append(report_row(rep, s, k, clean.length))
     return rows
 
 
-def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
-    path = args.out / f"episodes{args.suffix}.jsonl"
+def report_row(rep: Any, seed: int, k: int, length: int) -> dict[str, Any]:
+    """One game's results (a one-seed AttackReport) as a flat JSON row."""
+    return {
+        "seed": seed,
+        "k": k,
+        "length": length,
+        **{
+            f"{f}.{m}": float(getattr(rep, f)[m][0])
+            for f in ("returns", "lengths", "n_planned", "n_perturbed", "n_action_changed")
+            for m in ["clean", *rep.methods]
+        },
+    }
+
+
+def run_chunks(args: argparse.Namespace, path: Path, a: dict[str, Any], worker: Any) -> list[dict[str, Any]]:
+    """Run ``worker((a, seeds))`` over the seeds not yet in ``path`` (JSON lines, appended as chunks finish)
+    in ``args.jobs`` processes; returns the rows of the wanted seeds and ks (resumes a killed run)."""
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     have = {(r["seed"], r["k"]) for r in rows}
     done = {r["seed"] for r in rows if all((r["seed"], k) in have for k in args.ks)}
     todo = [args.seed + i for i in range(args.episodes) if args.seed + i not in done]
     log(f"attack: {len(done)} seeds already done, {len(todo)} to go")
+    chunks = [todo[i : i + args.chunk] for i in range(0, len(todo), args.chunk)]
+    t0 = time.perf_counter()
+    if chunks:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs) as pool, path.open("a") as fh:
+            for n, got in enumerate(pool.imap_unordered(worker, [(a, c) for c in chunks]), 1):
+                for r in got:
+                    fh.write(json.dumps(r) + "\n")
+                fh.flush()
+                rows += got
+                log(f"attack: chunk {n}/{len(chunks)} done, {time.perf_counter() - t0:.0f} s")
+    wanted = {args.seed + i for i in range(args.episodes)}
+    return [r for r in rows if r["seed"] in wanted and r["k"] in args.ks]
+
+
+def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
     a = {
         "game": args.game,
         "max_steps": args.max_steps,
@@ -301,20 +322,7 @@ def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
         "perturb": args.perturb,
         "epsilon": args.epsilon,
     }
-    chunks = [todo[i : i + args.chunk] for i in range(0, len(todo), args.chunk)]
-    t0 = time.perf_counter()
-    if chunks:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(args.jobs) as pool, path.open("a") as fh:
-            for n, got in enumerate(pool.imap_unordered(_worker, [(a, c) for c in chunks]), 1):
-                for r in got:
-                    fh.write(json.dumps(r) + "\n")
-                fh.flush()
-                rows += got
-                log(f"attack: chunk {n}/{len(chunks)} done, {time.perf_counter() - t0:.0f} s")
-    wanted = {args.seed + i for i in range(args.episodes)}
-    return [r for r in rows if r["seed"] in wanted and r["k"] in args.ks]
+    return run_chunks(args, args.out / f"episodes{args.suffix}.jsonl", a, _worker)
 
 
 def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attack_atari import log, plot, summarize
+from attack_atari import log, plot, report_row, run_chunks, summarize
 
 ENV_ID = "LunarLander-v3"
 DATA_SEED = 100_000
@@ -225,43 +225,13 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
                 env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
                 allow_short=True,
             )  # fmt: skip
-            rows.append(
-                {
-                    "seed": s,
-                    "k": k,
-                    "length": clean.length,
-                    **{
-                        f"{f}.{m}": float(getattr(rep, f)[m][0])
-                        for f in ("returns", "lengths", "n_planned", "n_perturbed", "n_action_changed")
-                        for m in ["clean", *rep.methods]
-                    },
-                }
-            )
+            rows.append(report_row(rep, s, k, clean.length))
     return rows
 
 
 def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
-    path = args.out / "episodes.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    have = {(r["seed"], r["k"]) for r in rows}
-    done = {r["seed"] for r in rows if all((r["seed"], k) in have for k in args.ks)}
-    todo = [args.seed + i for i in range(args.episodes) if args.seed + i not in done]
-    log(f"attack: {len(done)} seeds already done, {len(todo)} to go")
     a = {"victim": str(victim_path), "dsi": str(args.out / "dsi"), "ks": list(args.ks), "lead": args.lead}
-    chunks = [todo[i : i + args.chunk] for i in range(0, len(todo), args.chunk)]
-    t0 = time.perf_counter()
-    if chunks:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(args.jobs) as pool, path.open("a") as fh:
-            for n, got in enumerate(pool.imap_unordered(_worker, [(a, c) for c in chunks]), 1):
-                for r in got:
-                    fh.write(json.dumps(r) + "\n")
-                fh.flush()
-                rows += got
-                log(f"attack: chunk {n}/{len(chunks)} done, {time.perf_counter() - t0:.0f} s")
-    wanted = {args.seed + i for i in range(args.episodes)}
-    return [r for r in rows if r["seed"] in wanted and r["k"] in args.ks]
+    return run_chunks(args, args.out / "episodes.jsonl", a, _worker)
 
 
 def main(argv: list[str] | None = None) -> int:
