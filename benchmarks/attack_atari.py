@@ -418,6 +418,36 @@ def plot(out: dict[str, Any], path: Path, game: str, perturb: str = "action") ->
     plt.close(fig)
 
 
+def run_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings and the machine of a run, for its results.json."""
+    import torch
+
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings["perturbation"] = args.perturb if args.epsilon is None else f"{args.perturb} eps {args.epsilon}"
+    machine = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+    return {"settings": settings, "machine": machine}
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """The detector, evaluation and attack options shared with ``attack_lunar.py``."""
+    p.add_argument("--dsi-channels", default="16,32,32,64,64")
+    p.add_argument("--dsi-lstm", type=int, default=32)
+    p.add_argument("--dsi-lr", type=float, default=1e-3)
+    p.add_argument("--dsi-seed", type=int, default=0)
+    p.add_argument("--mask-budget", type=float, default=0.5)
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=20_000, help="first evaluation seed")
+    p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 30])
+    p.add_argument(
+        "--lead", type=int, default=2, help="the detector attacks this many steps before its top frames"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench_out/attack_atari"))
@@ -432,17 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--window", type=int, default=200, help="DSI window length (agent steps)")
     p.add_argument("--dsi-epochs", type=int, default=8)
-    p.add_argument("--dsi-channels", default="16,32,32,64,64")
-    p.add_argument("--dsi-lstm", type=int, default=32)
-    p.add_argument("--dsi-lr", type=float, default=1e-3)
-    p.add_argument("--dsi-seed", type=int, default=0)
-    p.add_argument("--mask-budget", type=float, default=0.5)
-    p.add_argument("--episodes", type=int, default=200)
-    p.add_argument("--seed", type=int, default=20_000, help="first evaluation seed")
-    p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 30])
-    p.add_argument(
-        "--lead", type=int, default=2, help="the detector attacks this many steps before its top frames"
-    )
+    add_common_args(p)
     p.add_argument(
         "--greedy",
         action="store_true",
@@ -488,16 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = attack(args, victim_path)
     text, out = summarize(args, rows)
-    out["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    out["settings"]["perturbation"] = (
-        args.perturb if args.epsilon is None else f"{args.perturb} eps {args.epsilon}"
-    )
-    out["machine"] = {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-    }
+    out.update(run_meta(args))
     out["seconds"] = time.perf_counter() - t_start
     out["data_returns"] = {"mean": float(np.mean(data["returns"])), "n": len(data["returns"])}
     (args.out / f"results{args.suffix}.json").write_text(json.dumps(out, indent=1))

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -45,7 +43,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attack_atari import log, plot, report_row, run_chunks, summarize
+from attack_atari import add_common_args, log, plot, report_row, run_chunks, run_meta, summarize
 
 ENV_ID = "LunarLander-v3"
 DATA_SEED = 100_000
@@ -243,17 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-episodes", type=int, default=200)
     p.add_argument("--data-epsilon", type=float, default=0.25)
     p.add_argument("--dsi-epochs", type=int, default=10)
-    p.add_argument("--dsi-channels", default="16,32,32,64,64")
-    p.add_argument("--dsi-lstm", type=int, default=32)
-    p.add_argument("--dsi-lr", type=float, default=1e-3)
-    p.add_argument("--dsi-seed", type=int, default=0)
-    p.add_argument("--mask-budget", type=float, default=0.5)
-    p.add_argument("--episodes", type=int, default=200)
-    p.add_argument("--seed", type=int, default=20_000, help="first evaluation seed")
-    p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 30])
-    p.add_argument(
-        "--lead", type=int, default=2, help="the detector attacks this many steps before its top frames"
-    )
+    add_common_args(p)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
     p.add_argument("--threads", type=int, default=1)
@@ -276,13 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = attack(args, victim_path)
     text, out = summarize(args, rows)
-    out["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    out["machine"] = {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-    }
+    out.update(run_meta(args))
     out["seconds"] = time.perf_counter() - t_start
     out["detector_check"] = check
     (args.out / "results.json").write_text(json.dumps(out, indent=1))
