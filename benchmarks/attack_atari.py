@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 DATA_SEED = 100_000
+METHODS = ["detector", "random", "victim"]
 
 
 def log(msg: str) -> None:
@@ -328,7 +329,7 @@ def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
 def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     from critwrap.attack.evaluate import AttackReport, format_table
 
-    methods = ["detector", "random", "victim"]
+    methods = list(getattr(args, "methods", None) or METHODS)
     md, out = [], {"reports": []}
     for k in args.ks:
         mine = sorted((r for r in rows if r["k"] == k), key=lambda r: r["seed"])
@@ -358,15 +359,21 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
         rng = np.random.default_rng(0)
         clean = rep.returns["clean"]
         idx = rng.integers(0, len(clean), size=(2000, len(clean)))
-        ratios = {}
-        for m in ("detector", "victim"):
+
+        def ratio(m: str, base: str) -> dict[str, float]:
             d_m = (clean - rep.returns[m])[idx].mean(axis=1)
-            d_r = (clean - rep.returns["random"])[idx].mean(axis=1)
+            d_b = (clean - rep.returns[base])[idx].mean(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
-                boot = d_m / d_r
-            point = drops[m] / drops["random"] if drops["random"] != 0 else float("inf")
+                boot = d_m / d_b
+            point = drops[m] / drops[base] if drops[base] != 0 else float("inf")
             lo, hi = np.nanquantile(boot, [0.025, 0.975])
-            ratios[m] = {"ratio": point, "ci_low": float(lo), "ci_high": float(hi)}
+            return {"ratio": point, "ci_low": float(lo), "ci_high": float(hi)}
+
+        ratios = {m: ratio(m, "random") for m in methods if m != "random"} if "random" in methods else {}
+        # the detector against the controls for where and how densely it attacks
+        controls = {b: ratio("detector", b) for b in methods if b not in ("detector", "random", "victim")}
+        if "detector" not in methods:
+            controls = {}
         md += [
             f"**k = {k}** ({len(mine)} games; 'win' = above the clean median {rep.win_threshold:.0f})",
             "",
@@ -378,7 +385,17 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
             ),
             "",
         ]
-        out["reports"].append({"k": k, "table": table, "drop_ratio_vs_random": ratios})
+        if controls:
+            md += [
+                "detector's drop ratio vs the controls (paired bootstrap 95% CI): "
+                + ", ".join(
+                    f"{b} {v['ratio']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" for b, v in controls.items()
+                ),
+                "",
+            ]
+        out["reports"].append(
+            {"k": k, "table": table, "drop_ratio_vs_random": ratios, "detector_ratio_vs_controls": controls}
+        )
     lengths = np.array([r["length"] for r in rows if r["k"] == args.ks[0]])
     if len(lengths):
         md.insert(
@@ -395,17 +412,25 @@ def plot(out: dict[str, Any], path: Path, game: str, perturb: str = "action") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [("detector", "DSI top-k"), ("random", "random k"), ("victim", "victim importance top-k")]
+    labels = {
+        "detector": "DSI top-k",
+        "random": "random k",
+        "victim": "victim importance top-k",
+        "block": "k in a row, random place",
+        "other-game": "DSI top-k of another game",
+    }
+    present = [x["method"] for x in out["reports"][0]["table"][1:]] if out["reports"] else []
+    methods = [(m, labels.get(m, m)) for m in present]
     ks = [r["k"] for r in out["reports"]]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    width = 0.25
+    width = 0.8 / max(1, len(methods))
     for j, (m, label) in enumerate(methods):
         rows = [next(x for x in r["table"] if x["method"] == m) for r in out["reports"]]
         mid = np.array([x["drop"] for x in rows])
         err = np.array(
             [[x["drop"] - x["drop_ci_low"] for x in rows], [x["drop_ci_high"] - x["drop"] for x in rows]]
         )
-        ax.bar(np.arange(len(ks)) + (j - 1) * width, mid, width, yerr=err, capsize=3, label=label)
+        ax.bar(np.arange(len(ks)) + (j - (len(methods) - 1) / 2) * width, mid, width, yerr=err, capsize=3, label=label)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(np.arange(len(ks)), [f"k = {k}" for k in ks])
     ax.set_ylabel("score drop (clean - attacked)")

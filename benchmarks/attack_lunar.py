@@ -215,21 +215,44 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     env = make_env()
     victim = Victim(PPO.load(a["victim"], device="cpu"))
     det = DSI.load(a["dsi"])
+    methods = [m for m in a["methods"] if m != "other-game"]
     rows = []
     for s in seeds:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
+        rankers = {}
+        if "other-game" in a["methods"]:
+            # the control for a timing prior: the detector's top-k positions of game s - 1 (its scores
+            # shifted by the lead, as the detector's own method attacks) applied to game s
+            donor = run_episode(env, victim, seed=s - 1, frames=frame, keep_frames=True)
+            led = np.asarray(det.score(donor.frames_array()), dtype=np.float64)[a["lead"] :]
+
+            def other(ep: Any, led: np.ndarray = led) -> np.ndarray:
+                v = np.full(ep.length, -np.inf)
+                n = min(ep.length, len(led))
+                v[:n] = led[:n]
+                return v
+
+            rankers["other-game"] = other
         for k in a["ks"]:
             rep = evaluate_attack(
                 env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
-                allow_short=True,
+                allow_short=True, methods=methods, rankers=rankers,
             )  # fmt: skip
-            rows.append(report_row(rep, s, k, clean.length))
+            row = report_row(rep, s, k, clean.length)
+            row["detector_spread"] = rep.settings.get("detector_spread_median")
+            rows.append(row)
     return rows
 
 
 def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
-    a = {"victim": str(victim_path), "dsi": str(args.out / "dsi"), "ks": list(args.ks), "lead": args.lead}
-    return run_chunks(args, args.out / "episodes.jsonl", a, _worker)
+    a = {
+        "victim": str(victim_path),
+        "dsi": str(args.out / "dsi"),
+        "ks": list(args.ks),
+        "lead": args.lead,
+        "methods": list(args.methods),
+    }
+    return run_chunks(args, args.out / args.episodes_file, a, _worker)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,7 +269,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--check-only", action="store_true", help="stop after the detector check (no attack)")
+    p.add_argument(
+        "--methods",
+        default="detector,random,victim",
+        help="comma-separated: detector, random, victim, block (k in a row at a random place), other-game "
+        "(the detector's top-k positions of game s - 1 attacked in game s)",
+    )
+    p.add_argument(
+        "--tag", default="", help="suffix of the attack's output files (episodes_TAG.jsonl, results_TAG.*)"
+    )
     args = p.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in args.methods if m not in ("detector", "random", "victim", "block", "other-game")]
+    if bad or not args.methods:
+        p.error(f"unknown --methods {bad}")
+    if "other-game" in args.methods and "detector" not in args.methods:
+        p.error("--methods other-game is a control of the detector: add detector")
+    sfx = f"_{args.tag}" if args.tag else ""
+    args.episodes_file = f"episodes{sfx}.jsonl"
     args.perturb, args.epsilon, args.game = "action", None, "LunarLander"
 
     import torch
@@ -267,10 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     out.update(run_meta(args))
     out["seconds"] = time.perf_counter() - t_start
     out["detector_check"] = check
-    (args.out / "results.json").write_text(json.dumps(out, indent=1))
-    (args.out / "results.md").write_text(text + "\n")
+    spreads = [r["detector_spread"] for r in rows if r.get("detector_spread") is not None]
+    if spreads:  # detector_spread of the attacked games' clean episodes (critwrap's flat check: < 0.01)
+        out["detector_spread_games"] = {
+            "median": float(np.median(spreads)), "min": float(np.min(spreads)), "games": len(spreads)
+        }
+        log(f"detector spread on the attacked games: {out['detector_spread_games']}")
+    (args.out / f"results{sfx}.json").write_text(json.dumps(out, indent=1))
+    (args.out / f"results{sfx}.md").write_text(text + "\n")
     if out["reports"]:
-        plot(out, args.out / "drops.png", "LunarLander", "action")
+        plot(out, args.out / f"drops{sfx}.png", "LunarLander", "action")
     print(text)
     log(f"done in {time.perf_counter() - t_start:.0f} s wall")
     return 0

@@ -21,6 +21,7 @@ from critwrap.attack import (
     ReplayDivergenceError,
     UnsupportedVictimError,
     Victim,
+    block_steps,
     detector_steps,
     evaluate_attack,
     format_table,
@@ -231,6 +232,32 @@ def test_k_larger_than_the_episode() -> None:
     assert (report.n_perturbed["random"] >= 1).all()
     with pytest.raises(ValueError, match="k must be >= 1"):
         random_steps(clean, 0)
+
+
+def test_block_steps_are_consecutive_seeded_and_cover_every_offset() -> None:
+    env = CriticalCorridor()
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    starts = set()
+    for r in range(200):
+        steps = block_steps(clean, 3, rng=r)
+        assert steps == list(range(steps[0], steps[0] + 3)) and 0 <= steps[0] <= T - 3
+        assert block_steps(clean, 3, rng=r) == steps  # seeded
+        starts.add(steps[0])
+    assert starts == set(range(T - 2))
+    assert block_steps(clean, T, rng=0) == list(range(T))
+    with pytest.raises(EpisodeTooShortError):
+        block_steps(clean, T + 1, rng=0)
+    assert block_steps(clean, T + 1, rng=0, allow_short=True) == list(range(T))
+    # in evaluate_attack: a block of 2 ends the episode at the critical step when it covers it (start 4:
+    # return 4, two steps perturbed; start 5: return 5, one step), else costs its two rewards (return 6)
+    report = evaluate_attack(env, victim, None, k=2, episodes=40, methods=["block"])
+    ret, n = report.returns["block"], report.n_perturbed["block"]
+    assert set(ret.tolist()) <= {4.0, 5.0, 6.0} and {4.0, 6.0} <= set(ret.tolist())
+    assert (n[ret == 5.0] == 1).all() and (n[ret != 5.0] == 2).all()
+    assert (report.n_planned["block"] == 2).all()
+    with pytest.raises(ValueError, match="block"):
+        evaluate_attack(env, victim, None, k=2, episodes=1, methods=["blocks"])
 
 
 def test_replay_of_a_nondeterministic_env_raises() -> None:

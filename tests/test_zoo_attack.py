@@ -75,6 +75,12 @@ def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "--lead must be >= 0" in capsys.readouterr().err
     assert main([*full, "--top-k", "7", "--lead", "2"]) == 1
     assert "lead=2" in capsys.readouterr().err
+    assert main([*full, "--top-k", "1", "--protocol", "online", "--methods", "random,block"]) == 1
+    assert "'block' method applies to --protocol replay only" in capsys.readouterr().err
+    assert main([*full, "--top-k", "1", "--methods", "random,sideways"]) == 1
+    assert "sideways" in capsys.readouterr().err
+    assert main([*full, "--top-k", "2", "--methods", "block"]) == 0
+    assert "| block | 2 |" in capsys.readouterr().out
     missing = ["attack", "--model", str(setup["root"] / "missing.zip"), "--detector", str(setup["det"])]
     assert main([*missing, "--quiet"]) == 1
     assert "no such run directory or model file" in capsys.readouterr().err

@@ -20,7 +20,7 @@ Example:
     | condition | k | ...
 """
 
-from critwrap.attack.evaluate import METHODS, AttackReport, bootstrap_ci, evaluate_attack, format_table
+from critwrap.attack.evaluate import EXTRA_METHODS, METHODS, AttackReport, bootstrap_ci, evaluate_attack, format_table
 from critwrap.attack.online import (
     calibrate_threshold,
     evaluate_online_attack,
@@ -46,11 +46,13 @@ from critwrap.attack.protocols import (
     random_steps,
     replay_attack,
     run_episode,
+    block_steps,
 )
 from critwrap.attack.victim import UnsupportedVictimError, Victim
 from critwrap.attack.wrapper import CriticalAttack
 
 __all__ = [
+    "EXTRA_METHODS",
     "FGSM",
     "METHODS",
     "PERTURBATIONS",
@@ -79,4 +81,5 @@ __all__ = [
     "replay_attack",
     "run_episode",
     "run_online_episode",
+    "block_steps",
 ]

@@ -2,7 +2,8 @@
 
 :func:`evaluate_attack` runs the replay protocol (:mod:`critwrap.attack.protocols`) on ``episodes``
 seeded episodes: for each seed one clean episode, then one attacked replay per method (``"detector"``,
-``"random"``, ``"victim"``) with the same ``k`` and perturbation. The :class:`AttackReport` holds every
+``"random"``, ``"victim"``, and on request ``"block"``: ``k`` consecutive steps at a random place) with
+the same ``k`` and perturbation. The :class:`AttackReport` holds every
 episode's return, win, number of planned and actually perturbed steps, and a summary table: mean return
 with a percentile-bootstrap 95% CI, the return drop from clean (paired bootstrap CI), win rate and the
 number of flipped wins (won clean, lost attacked).
@@ -37,6 +38,7 @@ from critwrap.attack.protocols import (
     detector_steps,
     importance_steps,
     random_steps,
+    block_steps,
     replay_attack,
     run_episode,
 )
@@ -45,6 +47,9 @@ from critwrap.attack.victim import Victim
 __all__ = ["METHODS", "AttackReport", "bootstrap_ci", "evaluate_attack", "format_table"]
 
 METHODS = ("detector", "random", "victim")
+#: methods evaluate_attack runs only when asked: "block" attacks k consecutive steps at a uniformly random
+#: offset, the control for a detector whose top-k steps cluster in time.
+EXTRA_METHODS = ("block",)
 
 
 def bootstrap_ci(
@@ -225,7 +230,8 @@ def evaluate_attack(
             may be ``None`` when ``"detector"`` is not among ``methods``.
         k: attacked steps per episode (the same for every method).
         perturbation: ``"action"``, ``"fgsm"``, ``"pgd"`` (with ``epsilon``), a Perturbation or a callable.
-        methods: any of ``"detector"``, ``"random"``, ``"victim"``.
+        methods: any of ``"detector"``, ``"random"``, ``"victim"`` (the default: all three) and
+            ``"block"`` (:func:`~critwrap.attack.protocols.block_steps`).
         frames: what the detector scores (see :func:`critwrap.attack.protocols.get_frame`).
         win_threshold: an episode is won when its return is above this (Pong: 0; MiniGrid: 0).
         allow_short: attack every step of episodes shorter than ``k`` (else :class:`EpisodeTooShortError`).
@@ -241,12 +247,13 @@ def evaluate_attack(
     if not isinstance(victim, Victim):
         victim = Victim(victim)
     rankers = dict(rankers or {})
-    unknown = [m for m in methods if m not in METHODS]
+    known = (*METHODS, *EXTRA_METHODS)
+    unknown = [m for m in methods if m not in known]
     if unknown or not (methods or rankers):
-        raise ValueError(f"methods must be a subset of {METHODS} (or give rankers), got {list(methods)}")
-    clash = sorted(set(rankers) & {"clean", *METHODS})
+        raise ValueError(f"methods must be a subset of {known} (or give rankers), got {list(methods)}")
+    clash = sorted(set(rankers) & {"clean", *known})
     if clash:
-        raise ValueError(f"ranker names must differ from 'clean' and {METHODS}, got {clash}")
+        raise ValueError(f"ranker names must differ from 'clean' and {known}, got {clash}")
     methods = [*methods, *rankers]
     if int(detector_lead) < 0:
         raise ValueError(f"detector_lead must be >= 0 steps, got {detector_lead}")
@@ -293,6 +300,10 @@ def evaluate_attack(
             elif m == "random":
                 steps = random_steps(
                     clean, k, np.random.default_rng([int(s or 0), 1, k]), allow_short=allow_short
+                )
+            elif m == "block":
+                steps = block_steps(
+                    clean, k, np.random.default_rng([int(s or 0), 3, k]), allow_short=allow_short
                 )
             else:
                 steps = importance_steps(clean, k, victim, allow_short=allow_short)

@@ -5,6 +5,7 @@ The **replay protocol** (EDGE's, used by the Deep State Identifier's Pong attack
 1. :func:`run_episode` plays a clean episode from ``env.reset(seed=seed)`` with the victim's greedy
    actions and keeps its frames (what the detector scores), observations and the victim's importance;
 2. a step selector picks ``k`` steps: :func:`detector_steps` (the detector's top-k), :func:`random_steps`
+   :func:`block_steps` (``k`` consecutive steps at a random place, the control for a clustered ranking)
    or :func:`importance_steps` (the victim's own top-k);
 3. :func:`replay_attack` replays the same seed and perturbs exactly those steps. Until the first attacked
    step the replay must reproduce the clean run observation for observation; otherwise the env is not
@@ -51,6 +52,7 @@ __all__ = [
     "replay_attack",
     "run_episode",
     "run_online_episode",
+    "block_steps",
 ]
 
 FrameSource = str | Callable[[gym.Env[Any, Any], Any], np.ndarray]
@@ -331,6 +333,21 @@ def random_steps(
     k = _check_k(clean, k, allow_short)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     return sorted(gen.choice(clean.length, size=k, replace=False).tolist())
+
+
+def block_steps(
+    clean: EpisodeRecord, k: int, rng: np.random.Generator | int | None = None, *, allow_short: bool = False
+) -> list[int]:
+    """``k`` consecutive steps of the clean episode at a uniformly random offset.
+
+    The control for a clustered ranking: a detector's top-k steps tend to lie next to one another (its
+    scores are smooth in time), and ``k`` wrong moves in a row can hurt where ``k`` scattered ones do
+    not; this baseline attacks as densely as possible, at a place chosen without looking at the episode.
+    """
+    k = _check_k(clean, k, allow_short)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    start = int(gen.integers(0, clean.length - k + 1))
+    return list(range(start, start + k))
 
 
 def importance_steps(

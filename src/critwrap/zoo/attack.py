@@ -228,7 +228,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--pgd-steps", type=int, default=10, help="PGD iterations (default 10)")
     p.add_argument(
-        "--methods", default="detector,random,victim", help="comma-separated subset of detector,random,victim"
+        "--methods",
+        default="detector,random,victim",
+        help="comma-separated subset of detector,random,victim,block (block: k consecutive steps at a "
+        "random place, replay protocol only)",
     )
     p.add_argument(
         "--frames",
@@ -276,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "give --detector PATH (a saved detector directory), or leave 'detector' out of --methods"
         )
+    if args.protocol == "online" and "block" in methods:
+        raise ValueError("the 'block' method applies to --protocol replay only")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     if args.episodes < 1:
