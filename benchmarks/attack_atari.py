@@ -326,6 +326,25 @@ def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
     return run_chunks(args, args.out / f"episodes{args.suffix}.jsonl", a, _worker)
 
 
+def paired_ratio(
+    clean: np.ndarray, ret_a: np.ndarray, ret_b: np.ndarray, idx: np.ndarray
+) -> dict[str, float]:
+    """Drop of a over drop of b (drop = clean - return), with a paired bootstrap 95% CI (``idx``: resamples)."""
+    d_a, d_b = clean - ret_a, clean - ret_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = d_a[idx].mean(axis=1) / d_b[idx].mean(axis=1)
+    point = float(d_a.mean() / d_b.mean()) if d_b.mean() != 0 else float("inf")
+    lo, hi = np.nanquantile(boot, [0.025, 0.975])
+    return {"ratio": point, "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def paired_diff(ret_b: np.ndarray, ret_a: np.ndarray, idx: np.ndarray) -> dict[str, float]:
+    """Drop of a minus drop of b (= return of b - return of a), with a paired bootstrap 95% CI."""
+    diff = ret_b - ret_a
+    lo, hi = np.quantile(diff[idx].mean(axis=1), [0.025, 0.975])
+    return {"diff": float(diff.mean()), "diff_ci_low": float(lo), "diff_ci_high": float(hi)}
+
+
 def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     from critwrap.attack.evaluate import AttackReport, format_table
 
@@ -354,26 +373,33 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
             win_threshold=float(np.median(col("returns", "clean"))),
         )
         table = rep.table()
-        drops = {r["method"]: r["drop"] for r in table}
         # paired bootstrap of the drop ratio detector / random (and victim / random)
         rng = np.random.default_rng(0)
         clean = rep.returns["clean"]
         idx = rng.integers(0, len(clean), size=(2000, len(clean)))
 
-        def ratio(m: str, base: str) -> dict[str, float]:
-            d_m = (clean - rep.returns[m])[idx].mean(axis=1)
-            d_b = (clean - rep.returns[base])[idx].mean(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                boot = d_m / d_b
-            point = drops[m] / drops[base] if drops[base] != 0 else float("inf")
-            lo, hi = np.nanquantile(boot, [0.025, 0.975])
-            return {"ratio": point, "ci_low": float(lo), "ci_high": float(hi)}
-
-        ratios = {m: ratio(m, "random") for m in methods if m != "random"} if "random" in methods else {}
+        ratios = (
+            {
+                m: paired_ratio(clean, rep.returns[m], rep.returns["random"], idx)
+                for m in methods
+                if m != "random"
+            }
+            if "random" in methods
+            else {}
+        )
         # the detector against the controls for where and how densely it attacks
-        controls = {b: ratio("detector", b) for b in methods if b not in ("detector", "random", "victim")}
-        if "detector" not in methods:
-            controls = {}
+        controls = (
+            {
+                b: {
+                    **paired_ratio(clean, rep.returns["detector"], rep.returns[b], idx),
+                    **paired_diff(rep.returns[b], rep.returns["detector"], idx),
+                }
+                for b in methods
+                if b not in ("detector", "random", "victim")
+            }
+            if "detector" in methods
+            else {}
+        )
         md += [
             f"**k = {k}** ({len(mine)} games; 'win' = above the clean median {rep.win_threshold:.0f})",
             "",
@@ -387,9 +413,10 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
         ]
         if controls:
             md += [
-                "detector's drop ratio vs the controls (paired bootstrap 95% CI): "
+                "detector's drop minus each control's (paired bootstrap 95% CI): "
                 + ", ".join(
-                    f"{b} {v['ratio']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" for b, v in controls.items()
+                    f"{b} {v['diff']:.1f} [{v['diff_ci_low']:.1f}, {v['diff_ci_high']:.1f}] (ratio {v['ratio']:.2f})"
+                    for b, v in controls.items()
                 ),
                 "",
             ]
@@ -430,7 +457,14 @@ def plot(out: dict[str, Any], path: Path, game: str, perturb: str = "action") ->
         err = np.array(
             [[x["drop"] - x["drop_ci_low"] for x in rows], [x["drop_ci_high"] - x["drop"] for x in rows]]
         )
-        ax.bar(np.arange(len(ks)) + (j - (len(methods) - 1) / 2) * width, mid, width, yerr=err, capsize=3, label=label)
+        ax.bar(
+            np.arange(len(ks)) + (j - (len(methods) - 1) / 2) * width,
+            mid,
+            width,
+            yerr=err,
+            capsize=3,
+            label=label,
+        )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(np.arange(len(ks)), [f"k = {k}" for k in ks])
     ax.set_ylabel("score drop (clean - attacked)")

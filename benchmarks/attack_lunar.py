@@ -310,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     spreads = [r["detector_spread"] for r in rows if r.get("detector_spread") is not None]
     if spreads:  # detector_spread of the attacked games' clean episodes (critwrap's flat check: < 0.01)
         out["detector_spread_games"] = {
-            "median": float(np.median(spreads)), "min": float(np.min(spreads)), "games": len(spreads)
+            "median": float(np.median(spreads)),
+            "min": float(np.min(spreads)),
+            "games": len(spreads),
         }
         log(f"detector spread on the attacked games: {out['detector_spread_games']}")
     (args.out / f"results{sfx}.json").write_text(json.dumps(out, indent=1))

@@ -20,7 +20,14 @@ Example:
     | condition | k | ...
 """
 
-from critwrap.attack.evaluate import EXTRA_METHODS, METHODS, AttackReport, bootstrap_ci, evaluate_attack, format_table
+from critwrap.attack.evaluate import (
+    EXTRA_METHODS,
+    METHODS,
+    AttackReport,
+    bootstrap_ci,
+    evaluate_attack,
+    format_table,
+)
 from critwrap.attack.online import (
     calibrate_threshold,
     evaluate_online_attack,
@@ -40,13 +47,13 @@ from critwrap.attack.protocols import (
     EpisodeRecord,
     EpisodeTooShortError,
     ReplayDivergenceError,
+    block_steps,
     detector_steps,
     get_frame,
     importance_steps,
     random_steps,
     replay_attack,
     run_episode,
-    block_steps,
 )
 from critwrap.attack.victim import UnsupportedVictimError, Victim
 from critwrap.attack.wrapper import CriticalAttack
@@ -67,6 +74,7 @@ __all__ = [
     "ReplayDivergenceError",
     "UnsupportedVictimError",
     "Victim",
+    "block_steps",
     "bootstrap_ci",
     "calibrate_threshold",
     "detector_steps",
@@ -81,5 +89,4 @@ __all__ = [
     "replay_attack",
     "run_episode",
     "run_online_episode",
-    "block_steps",
 ]

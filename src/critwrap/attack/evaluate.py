@@ -35,10 +35,10 @@ from critwrap.attack.perturbations import Perturbation, make_perturbation
 from critwrap.attack.protocols import (
     EpisodeRecord,
     FrameSource,
+    block_steps,
     detector_steps,
     importance_steps,
     random_steps,
-    block_steps,
     replay_attack,
     run_episode,
 )

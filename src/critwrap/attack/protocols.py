@@ -45,6 +45,7 @@ __all__ = [
     "FrameSource",
     "ReplayDivergenceError",
     "attacked_action",
+    "block_steps",
     "detector_steps",
     "get_frame",
     "importance_steps",
@@ -52,7 +53,6 @@ __all__ = [
     "replay_attack",
     "run_episode",
     "run_online_episode",
-    "block_steps",
 ]
 
 FrameSource = str | Callable[[gym.Env[Any, Any], Any], np.ndarray]
