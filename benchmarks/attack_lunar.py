@@ -123,37 +123,61 @@ def train_victim(args: argparse.Namespace) -> Path:
     return path
 
 
+def data_epsilons(spec: str) -> list[float]:
+    """``--data-epsilon``: one epsilon, or several separated by commas (one data set each, concatenated)."""
+    try:
+        eps = [float(e) for e in spec.split(",") if e.strip()]
+    except ValueError:
+        raise SystemExit(f"--data-epsilon: expected numbers separated by commas, got {spec!r}") from None
+    if not eps or any(not 0.0 <= e <= 1.0 for e in eps) or len(set(eps)) != len(eps):
+        raise SystemExit(f"--data-epsilon: expected distinct numbers in [0, 1], got {spec!r}")
+    return eps
+
+
 def record_data(args: argparse.Namespace, victim_path: Path) -> list[Any]:
+    """The detector's episodes: one set of ``--data-episodes`` per epsilon (env seeds 100000+ each), in order.
+
+    With one epsilon the set is ``OUT/data.npz``; with several, ``OUT/data_eps{EPS}.npz`` each (run L's
+    detector was trained on the union of the 0.25 and 0.5 sets: ``--data-epsilon 0.25,0.5``).
+    """
     from stable_baselines3 import PPO
 
     from critwrap.episodes import Episode
 
-    path = args.out / "data.npz"
-    if not path.is_file():
-        model = PPO.load(victim_path, device="cpu")
-        env = make_env()
-        rng = np.random.default_rng(DATA_SEED)
-        frames, lengths, returns, crashes = [], [], [], []
-        t0 = time.perf_counter()
-        for e in range(args.data_episodes):
-            g = play(env, model, DATA_SEED + e, rng=rng, eps=args.data_epsilon, keep_frames=True)
-            frames += g["frames"]
-            lengths.append(g["length"])
-            returns.append(g["return"])
-            crashes.append(g["crash"])
-            if (e + 1) % 25 == 0:
-                log(f"data: {e + 1}/{args.data_episodes}, crash share {np.mean(crashes):.2f}")
-        np.savez_compressed(
-            path, frames=np.stack(frames), lengths=np.asarray(lengths), returns=np.asarray(returns),
-            crashes=np.asarray(crashes),
-        )  # fmt: skip
-        log(f"data: {len(frames)} frames in {time.perf_counter() - t0:.0f} s")
-    with np.load(path) as z:
-        frames, lengths, crashes = z["frames"], z["lengths"], z["crashes"]
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return [
-        Episode(frames[s : s + n], label=int(not c)) for s, n, c in zip(starts, lengths, crashes, strict=True)
-    ]
+    eps_list = data_epsilons(args.data_epsilon)
+    out = []
+    for eps in eps_list:
+        path = args.out / ("data.npz" if len(eps_list) == 1 else f"data_eps{eps:g}.npz")
+        if not path.is_file():
+            model = PPO.load(victim_path, device="cpu")
+            env = make_env()
+            rng = np.random.default_rng(DATA_SEED)
+            frames, lengths, returns, crashes = [], [], [], []
+            t0 = time.perf_counter()
+            for e in range(args.data_episodes):
+                g = play(env, model, DATA_SEED + e, rng=rng, eps=eps, keep_frames=True)
+                frames += g["frames"]
+                lengths.append(g["length"])
+                returns.append(g["return"])
+                crashes.append(g["crash"])
+                if (e + 1) % 25 == 0:
+                    log(
+                        f"data (epsilon {eps:g}): {e + 1}/{args.data_episodes}, crash share {np.mean(crashes):.2f}"
+                    )
+            np.savez_compressed(
+                path, frames=np.stack(frames), lengths=np.asarray(lengths), returns=np.asarray(returns),
+                crashes=np.asarray(crashes),
+            )  # fmt: skip
+            log(f"data (epsilon {eps:g}): {len(frames)} frames in {time.perf_counter() - t0:.0f} s")
+        with np.load(path) as z:
+            frames, lengths, crashes = z["frames"], z["lengths"], z["crashes"]
+        log(f"data (epsilon {eps:g}): {len(lengths)} episodes, crash share {crashes.mean():.2f}")
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        out += [
+            Episode(frames[s : s + n], label=int(not c))
+            for s, n, c in zip(starts, lengths, crashes, strict=True)
+        ]
+    return out
 
 
 def train_dsi(args: argparse.Namespace, episodes: list[Any]) -> Any:
@@ -262,7 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--victim-seed", type=int, default=0)
     p.add_argument("--check-episodes", type=int, default=20)
     p.add_argument("--data-episodes", type=int, default=200)
-    p.add_argument("--data-epsilon", type=float, default=0.25)
+    p.add_argument(
+        "--data-epsilon",
+        default="0.25",
+        help="probability of a random action in the detector's data; several separated by commas record one "
+        "set each and train on their union (run L: 0.25,0.5)",
+    )
     p.add_argument("--dsi-epochs", type=int, default=10)
     add_common_args(p)
     p.add_argument("--jobs", type=int, default=2)
@@ -279,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tag", default="", help="suffix of the attack's output files (episodes_TAG.jsonl, results_TAG.*)"
     )
     args = p.parse_args(argv)
+    data_epsilons(args.data_epsilon)  # fail before any training on a bad value
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in args.methods if m not in ("detector", "random", "victim", "block", "other-game")]
     if bad or not args.methods:
