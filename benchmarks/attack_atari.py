@@ -445,6 +445,7 @@ def plot(out: dict[str, Any], path: Path, game: str, perturb: str = "action") ->
         "victim": "victim importance top-k",
         "block": "k in a row, random place",
         "other-game": "DSI top-k of another game",
+        "detector-spaced": "DSI top-k, spaced",
     }
     present = [x["method"] for x in out["reports"][0]["table"][1:]] if out["reports"] else []
     methods = [(m, labels.get(m, m)) for m in present]

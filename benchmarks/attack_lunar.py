@@ -227,6 +227,28 @@ def check_detector(det: Any, episodes: list[Any], k: int = 10, n: int = 40) -> d
     }
 
 
+def spaced_ranking(led: np.ndarray, length: int, k: int, gap: int) -> np.ndarray:
+    """A ranking whose top-k are the detector's top-k under a minimum spacing (non-maximum suppression).
+
+    ``led``: the detector's scores already shifted by the lead (entry t scores attacking step t). Steps
+    are taken greedily by score, skipping any closer than ``gap`` steps to one already taken; the chosen
+    steps get the top ranks. When fewer than k fit, the rest of the ranking is the plain score order.
+    """
+    v = np.full(length, -np.inf)
+    n = min(length, len(led))
+    v[:n] = led[:n]
+    chosen: list[int] = []
+    for t in np.argsort(-v, kind="stable"):
+        if not np.isfinite(v[t]) or len(chosen) == k:
+            break
+        if all(abs(int(t) - c) >= gap for c in chosen):
+            chosen.append(int(t))
+    finite = np.isfinite(v)
+    out = np.where(finite, v - (np.max(v[finite]) if finite.any() else 0.0) - 1.0, -np.inf)  # all < 0
+    out[chosen] = np.arange(len(chosen), 0, -1, dtype=np.float64)  # the chosen ones first, in score order
+    return out
+
+
 def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     import torch
     from stable_baselines3 import PPO
@@ -239,7 +261,7 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     env = make_env()
     victim = Victim(PPO.load(a["victim"], device="cpu"))
     det = DSI.load(a["dsi"])
-    methods = [m for m in a["methods"] if m != "other-game"]
+    methods = [m for m in a["methods"] if m not in ("other-game", "detector-spaced")]
     rows = []
     for s in seeds:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
@@ -257,7 +279,13 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
                 return v
 
             rankers["other-game"] = other
+        if "detector-spaced" in a["methods"]:
+            own = np.asarray(det.score(clean.frames_array()), dtype=np.float64)[a["lead"] :]
         for k in a["ks"]:
+            if "detector-spaced" in a["methods"]:
+                rankers["detector-spaced"] = lambda ep, k=k, own=own: spaced_ranking(
+                    own, ep.length, k, a["gap"]
+                )
             rep = evaluate_attack(
                 env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
                 allow_short=True, methods=methods, rankers=rankers,
@@ -275,6 +303,7 @@ def attack(args: argparse.Namespace, victim_path: Path) -> list[dict[str, Any]]:
         "ks": list(args.ks),
         "lead": args.lead,
         "methods": list(args.methods),
+        "gap": args.gap,
     }
     return run_chunks(args, args.out / args.episodes_file, a, _worker)
 
@@ -297,12 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--gap", type=int, default=5, help="detector-spaced: attacked steps at least this many steps apart"
+    )
     p.add_argument("--check-only", action="store_true", help="stop after the detector check (no attack)")
     p.add_argument(
         "--methods",
         default="detector,random,victim",
         help="comma-separated: detector, random, victim, block (k in a row at a random place), other-game "
-        "(the detector's top-k positions of game s - 1 attacked in game s)",
+        "(the detector's top-k positions of game s - 1 attacked in game s), detector-spaced (the detector's "
+        "top-k at least --gap steps apart)",
     )
     p.add_argument(
         "--tag", default="", help="suffix of the attack's output files (episodes_TAG.jsonl, results_TAG.*)"
@@ -310,11 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     data_epsilons(args.data_epsilon)  # fail before any training on a bad value
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in args.methods if m not in ("detector", "random", "victim", "block", "other-game")]
+    bad = [
+        m
+        for m in args.methods
+        if m not in ("detector", "random", "victim", "block", "other-game", "detector-spaced")
+    ]
     if bad or not args.methods:
         p.error(f"unknown --methods {bad}")
-    if "other-game" in args.methods and "detector" not in args.methods:
-        p.error("--methods other-game is a control of the detector: add detector")
+    for m in ("other-game", "detector-spaced"):
+        if m in args.methods and "detector" not in args.methods:
+            p.error(f"--methods {m} is a control of the detector: add detector")
+    if args.gap < 1:
+        p.error(f"--gap must be >= 1, got {args.gap}")
     sfx = f"_{args.tag}" if args.tag else ""
     args.episodes_file = f"episodes{sfx}.jsonl"
     args.perturb, args.epsilon, args.game = "action", None, "LunarLander"
