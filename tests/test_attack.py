@@ -30,6 +30,7 @@ from critwrap.attack import (
     random_steps,
     replay_attack,
     run_episode,
+    spaced_top_k,
 )
 from critwrap.detectors.base import Detector
 
@@ -545,6 +546,65 @@ def test_detector_lead_attacks_before_the_top_frame() -> None:
     assert led.settings["detector_lead"] == 2
     with pytest.raises(ValueError, match="detector_lead"):
         evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=1, detector_lead=-1)
+
+
+def test_spaced_top_k_keeps_the_gap_and_fills_when_it_cannot() -> None:
+    scores = np.array([0, 1, 2, 9, 8, 7, 1, 0, 5, 0], dtype=float)
+    assert spaced_top_k(scores, 3) == [3, 4, 5]  # the plain top-3: one run of neighbours
+    assert spaced_top_k(scores, 3, 1) == [3, 4, 5]
+    # greedy by score: 3 (9); 4 and 5 are within 2; 8 (5); then 2, 1, 6 are blocked; 0 is 3 away from 3
+    assert spaced_top_k(scores, 3, 3) == [0, 3, 8]
+    assert spaced_top_k(scores, 2, 3) == [3, 8]
+    # only two steps fit 3 apart in 5: the third is the next best by score regardless of the gap
+    assert spaced_top_k(np.arange(5.0), 3, 3) == [1, 3, 4]
+    with pytest.raises(ValueError, match="k must be between 1 and 5"):
+        spaced_top_k(np.arange(5.0), 6, 2)
+
+
+class BumpDetector(Detector):
+    """Scores peak at the critical step and fall off linearly around it (a smooth detector: its plain top-k
+    are the critical step's neighbours)."""
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        t = np.round(np.asarray(frames, dtype=np.float64)[:, 0] * T)
+        return -np.abs(t - CRITICAL)
+
+
+def test_detector_spaced_steps_and_evaluation() -> None:
+    env = CriticalCorridor()
+    victim = Victim(always_zero(env))
+    clean = run_episode(env, victim, seed=0)
+    assert detector_steps(clean, 3, BumpDetector()) == [4, 5, 6]
+    assert detector_steps(clean, 2, BumpDetector(), min_gap=3) == [2, 5]  # 5; 3, 4, 6, 7 are within 2
+    assert detector_steps(clean, 3, BumpDetector(), min_gap=3) == [2, 4, 5]  # no third fits: the next best
+    assert detector_steps(clean, 2, BumpDetector(), min_gap=3, lead=2) == [0, 3]  # frames 5 and 2, led by 2
+    with pytest.raises(ValueError, match="min_gap must be an integer >= 1"):
+        detector_steps(clean, 2, BumpDetector(), min_gap=0)
+    # plain top-2 = steps 4, 5: step 4 costs its reward, the attack at 5 ends the episode (return 4);
+    # spaced 3 apart = steps 2, 5: the same cost here, but the steps are not neighbours
+    report = evaluate_attack(
+        env,
+        victim,
+        BumpDetector(),
+        k=2,
+        episodes=3,
+        methods=["detector", "detector-spaced"],
+        detector_min_gap=3,
+    )
+    assert report.returns["detector"].tolist() == [4.0] * 3
+    assert report.returns["detector-spaced"].tolist() == [4.0] * 3
+    assert (report.n_perturbed["detector-spaced"] == 2).all()
+    assert report.settings["detector_min_gap"] == 3 and report.settings["detector_spaced_unmet"] == 0
+    # k = 3 steps 5 apart do not fit in 8 steps: attacked anyway (next best), counted and warned about
+    with pytest.warns(RuntimeWarning, match="3 of 3 episodes were too short"):
+        short = evaluate_attack(env, victim, BumpDetector(), k=3, episodes=3, methods=["detector-spaced"])
+    assert short.settings["detector_spaced_unmet"] == 3 and (short.n_planned["detector-spaced"] == 3).all()
+    with pytest.raises(ValueError, match="detector_min_gap must be an integer >= 2"):
+        evaluate_attack(
+            env, victim, BumpDetector(), k=1, episodes=1, methods=["detector-spaced"], detector_min_gap=1
+        )
+    with pytest.raises(ValueError, match="'detector-spaced' method needs a detector"):
+        evaluate_attack(env, victim, None, k=1, episodes=1, methods=["detector-spaced"])
 
 
 # ---- online protocol: the evaluation routine --------------------------------------------------------

@@ -54,3 +54,18 @@ def test_spaced_ranking_takes_the_top_scores_at_least_gap_apart(bench: tuple[obj
     assert np.isneginf(r[9])  # no score for the last step (beyond the led scores)
     dense = lunar.spaced_ranking(led, 9, k=3, gap=1)  # gap 1: the plain top-k
     assert sorted(np.argsort(-dense, kind="stable")[:3].tolist()) == [1, 2, 3]
+
+
+def test_spaced_ranking_matches_the_library_method(bench: tuple[object, object]) -> None:
+    """Run L3's `detector-spaced` (the benchmark's ranker) picks the steps `evaluate_attack`'s
+    `detector-spaced` method picks (`critwrap.attack.spaced_top_k`), so its result applies to the latter."""
+    from critwrap.attack import spaced_top_k
+
+    _, lunar = bench
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(5, 80))
+        k, gap = int(rng.integers(1, n + 1)), int(rng.integers(1, 8))
+        led = rng.random(n).round(2)  # ties included
+        r = lunar.spaced_ranking(led, n, k=k, gap=gap)
+        assert sorted(np.argsort(-r, kind="stable")[:k].tolist()) == spaced_top_k(led, k, gap), trial

@@ -81,6 +81,12 @@ def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "sideways" in capsys.readouterr().err
     assert main([*full, "--top-k", "2", "--methods", "block"]) == 0
     assert "| block | 2 |" in capsys.readouterr().out
+    assert main([*full, "--top-k", "2", "--min-gap", "1"]) == 1
+    assert "--min-gap must be >= 2" in capsys.readouterr().err
+    assert main([*full, "--top-k", "1", "--protocol", "online", "--min-gap", "3"]) == 1
+    assert "'detector-spaced' method applies to --protocol replay only" in capsys.readouterr().err
+    assert main([*full, "--top-k", "2", "--methods", "random", "--min-gap", "3"]) == 0
+    assert "| detector-spaced | 2 |" in capsys.readouterr().out
     missing = ["attack", "--model", str(setup["root"] / "missing.zip"), "--detector", str(setup["det"])]
     assert main([*missing, "--quiet"]) == 1
     assert "no such run directory or model file" in capsys.readouterr().err

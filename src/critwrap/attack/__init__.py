@@ -54,6 +54,7 @@ from critwrap.attack.protocols import (
     random_steps,
     replay_attack,
     run_episode,
+    spaced_top_k,
 )
 from critwrap.attack.victim import UnsupportedVictimError, Victim
 from critwrap.attack.wrapper import CriticalAttack
@@ -89,4 +90,5 @@ __all__ = [
     "replay_attack",
     "run_episode",
     "run_online_episode",
+    "spaced_top_k",
 ]

@@ -2,7 +2,8 @@
 
 :func:`evaluate_attack` runs the replay protocol (:mod:`critwrap.attack.protocols`) on ``episodes``
 seeded episodes: for each seed one clean episode, then one attacked replay per method (``"detector"``,
-``"random"``, ``"victim"``, and on request ``"block"``: ``k`` consecutive steps at a random place) with
+``"random"``, ``"victim"``, and on request ``"block"``: ``k`` consecutive steps at a random place, and
+``"detector-spaced"``: the detector's top-k at least ``detector_min_gap`` steps apart) with
 the same ``k`` and perturbation. The :class:`AttackReport` holds every
 episode's return, win, number of planned and actually perturbed steps, and a summary table: mean return
 with a percentile-bootstrap 95% CI, the return drop from clean (paired bootstrap CI), win rate and the
@@ -48,8 +49,9 @@ __all__ = ["METHODS", "AttackReport", "bootstrap_ci", "evaluate_attack", "format
 
 METHODS = ("detector", "random", "victim")
 #: methods evaluate_attack runs only when asked: "block" attacks k consecutive steps at a uniformly random
-#: offset, the control for a detector whose top-k steps cluster in time.
-EXTRA_METHODS = ("block",)
+#: offset, the control for a detector whose top-k steps cluster in time; "detector-spaced" attacks the
+#: detector's top-k kept ``detector_min_gap`` steps apart (where it points, without the clustering).
+EXTRA_METHODS = ("block", "detector-spaced")
 
 
 def bootstrap_ci(
@@ -220,6 +222,7 @@ def evaluate_attack(
     rankers: Mapping[str, Callable[[EpisodeRecord], np.ndarray]] | None = None,
     progress: Callable[[int, int], None] | None = None,
     detector_lead: int = 0,
+    detector_min_gap: int = 5,
 ) -> AttackReport:
     """The replay-protocol comparison over ``episodes`` seeds ``seed, seed + 1, ...``.
 
@@ -230,8 +233,9 @@ def evaluate_attack(
             may be ``None`` when ``"detector"`` is not among ``methods``.
         k: attacked steps per episode (the same for every method).
         perturbation: ``"action"``, ``"fgsm"``, ``"pgd"`` (with ``epsilon``), a Perturbation or a callable.
-        methods: any of ``"detector"``, ``"random"``, ``"victim"`` (the default: all three) and
-            ``"block"`` (:func:`~critwrap.attack.protocols.block_steps`).
+        methods: any of ``"detector"``, ``"random"``, ``"victim"`` (the default: all three),
+            ``"block"`` (:func:`~critwrap.attack.protocols.block_steps`) and ``"detector-spaced"`` (the
+            detector's top-k at least ``detector_min_gap`` steps apart; ``detector_steps``' ``min_gap``).
         frames: what the detector scores (see :func:`critwrap.attack.protocols.get_frame`).
         win_threshold: an episode is won when its return is above this (Pong: 0; MiniGrid: 0).
         allow_short: attack every step of episodes shorter than ``k`` (else :class:`EpisodeTooShortError`).
@@ -241,7 +245,10 @@ def evaluate_attack(
         progress: called as ``progress(done, total)`` after each seed.
         detector_lead: the detector's method attacks this many steps before each top-scored frame
             (:func:`~critwrap.attack.protocols.detector_steps`' ``lead``; 2 is the original Pong attack
-            script's alignment). Random, victim and ranker steps are not shifted.
+            script's alignment); also for ``"detector-spaced"``. Random, victim and ranker steps are not shifted.
+        detector_min_gap: the minimum spacing of ``"detector-spaced"``'s steps (>= 2; default 5). Episodes
+            too short to fit ``k`` steps that far apart get the next best steps regardless; their number is
+            ``report.settings["detector_spaced_unmet"]`` (with a warning).
     """
     t0 = time.perf_counter()
     if not isinstance(victim, Victim):
@@ -257,8 +264,11 @@ def evaluate_attack(
     methods = [*methods, *rankers]
     if int(detector_lead) < 0:
         raise ValueError(f"detector_lead must be >= 0 steps, got {detector_lead}")
-    if "detector" in methods and detector is None:
-        raise ValueError("the 'detector' method needs a detector")
+    uses_detector = [m for m in methods if m in ("detector", "detector-spaced")]
+    if uses_detector and detector is None:
+        raise ValueError(f"the {uses_detector[0]!r} method needs a detector")
+    if "detector-spaced" in methods and (int(detector_min_gap) != detector_min_gap or detector_min_gap < 2):
+        raise ValueError(f"detector_min_gap must be an integer >= 2 steps, got {detector_min_gap}")
     if episodes < 1 and clean_runs is None:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     pert = make_perturbation(perturbation, epsilon=epsilon)
@@ -273,12 +283,18 @@ def evaluate_attack(
     perturbed: dict[str, list[int]] = {m: [] for m in names}
     changed: dict[str, list[int]] = {m: [] for m in names}
     det_spread: list[float] = []
+    spaced_unmet = 0
     for i, s in enumerate(seeds):
         clean = (
             clean_runs[i]
             if clean_runs is not None
-            else run_episode(env, victim, seed=s, frames=frames, keep_frames="detector" in methods)
+            else run_episode(env, victim, seed=s, frames=frames, keep_frames=bool(uses_detector))
         )
+        det_scores: np.ndarray | None = None
+        if uses_detector:
+            det_scores = np.asarray(detector.score(clean.frames_array()), dtype=np.float64)
+            if det_scores.size:
+                det_spread.append(detector_spread(det_scores))
         returns["clean"].append(clean.episode_return)
         lengths["clean"].append(clean.length)
         for m in names[:1]:
@@ -286,13 +302,13 @@ def evaluate_attack(
             perturbed[m].append(0)
             changed[m].append(0)
         for j, m in enumerate(methods):
-            if m == "detector":
-                det_scores = np.asarray(detector.score(clean.frames_array()), dtype=np.float64)
-                if det_scores.size:
-                    det_spread.append(detector_spread(det_scores))
+            if m in ("detector", "detector-spaced"):
+                gap = int(detector_min_gap) if m == "detector-spaced" else 1
                 steps = detector_steps(
-                    clean, k, scores=det_scores, allow_short=allow_short, lead=detector_lead
+                    clean, k, scores=det_scores, allow_short=allow_short, lead=detector_lead, min_gap=gap
                 )
+                if gap > 1 and len(steps) > 1 and int(np.min(np.diff(steps))) < gap:
+                    spaced_unmet += 1
             elif m in rankers:
                 steps = detector_steps(
                     clean, k, scores=np.asarray(rankers[m](clean)), allow_short=allow_short
@@ -333,6 +349,16 @@ def evaluate_attack(
         "victim_sample": victim.sample,
         "detector_lead": int(detector_lead),
     }
+    if "detector-spaced" in methods:
+        settings["detector_min_gap"] = int(detector_min_gap)
+        settings["detector_spaced_unmet"] = spaced_unmet
+        if spaced_unmet:
+            warnings.warn(
+                f"{spaced_unmet} of {len(seeds)} episodes were too short to fit k={k} steps "
+                f"{detector_min_gap} apart; 'detector-spaced' attacked the next best steps there regardless",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     if det_spread:
         settings.update(flat_detector_check(det_spread))
     return AttackReport(

@@ -53,6 +53,7 @@ __all__ = [
     "replay_attack",
     "run_episode",
     "run_online_episode",
+    "spaced_top_k",
 ]
 
 FrameSource = str | Callable[[gym.Env[Any, Any], Any], np.ndarray]
@@ -286,6 +287,7 @@ def detector_steps(
     scores: np.ndarray | None = None,
     allow_short: bool = False,
     lead: int = 0,
+    min_gap: int = 1,
 ) -> list[int]:
     """The top-``k`` steps of the clean episode by the detector's score (``detector.score(frames)``).
 
@@ -294,10 +296,20 @@ def detector_steps(
     Deep State Identifier's Pong attack script scores the frames after each action and perturbs the
     action two steps before the top-scored frame, i.e. ``lead=2`` in this indexing: a detector trained
     to explain outcomes marks the frames where the outcome shows, which come after the decisive action.
+
+    ``min_gap``: keep the chosen steps at least this many steps apart (greedy non-maximum suppression:
+    steps are taken by score, skipping any closer than ``min_gap`` to one already taken). A detector's
+    scores are smooth in time, so its plain top-k tends to be one run of consecutive steps; spacing tests
+    *where* it points rather than the damage of ``k`` moves in a row. When fewer than ``k`` steps fit
+    under the gap, the rest are the next best by score regardless of the gap, so that every method
+    attacks ``k`` steps (check with ``min(np.diff(steps)) >= min_gap``; :func:`evaluate_attack` counts
+    such episodes). ``1`` (default): no spacing.
     """
     lead = int(lead)
     if lead < 0:
         raise ValueError(f"lead must be >= 0 steps, got {lead}")
+    if int(min_gap) != min_gap or min_gap < 1:
+        raise ValueError(f"min_gap must be an integer >= 1 steps, got {min_gap}")
     if scores is None:
         if detector is None:
             raise ValueError("give a detector or precomputed scores")
@@ -308,7 +320,7 @@ def detector_steps(
         )
     if lead == 0:
         k = _check_k(clean, k, allow_short)
-        return sorted(np.argsort(-scores, kind="stable")[:k].tolist())
+        return spaced_top_k(scores, k, int(min_gap))
     usable = clean.length - lead
     if usable < 1 or k > usable:
         if k < 1:
@@ -322,8 +334,32 @@ def detector_steps(
         k = usable
     if k < 1:
         raise ValueError(f"k must be >= 1 attacked steps, got {k}")
-    top = np.argsort(-scores[lead:], kind="stable")[:k]  # frame lead + i -> step i
-    return sorted(top.tolist())
+    return spaced_top_k(scores[lead:], k, int(min_gap))  # frame lead + i -> step i
+
+
+def spaced_top_k(scores: np.ndarray, k: int, min_gap: int = 1) -> list[int]:
+    """The indices of the ``k`` highest ``scores``, at least ``min_gap`` apart where possible, sorted.
+
+    Greedy non-maximum suppression in score order (ties: the earlier step first); if fewer than ``k``
+    indices fit under the gap, the remaining ones are the next best by score. ``min_gap=1``: the plain top-k.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if k < 1 or k > len(scores):
+        raise ValueError(f"k must be between 1 and {len(scores)} (the number of scores), got {k}")
+    order = np.argsort(-scores, kind="stable")
+    if min_gap <= 1:
+        return sorted(order[:k].tolist())
+    chosen: list[int] = []
+    blocked = np.zeros(len(scores), dtype=bool)
+    for t in order.tolist():
+        if not blocked[t]:
+            chosen.append(t)
+            blocked[max(0, t - min_gap + 1) : t + min_gap] = True
+            if len(chosen) == k:
+                return sorted(chosen)
+    taken = set(chosen)
+    chosen.extend(t for t in order.tolist() if t not in taken)
+    return sorted(chosen[:k])
 
 
 def random_steps(

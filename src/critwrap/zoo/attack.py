@@ -230,8 +230,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default="detector,random,victim",
-        help="comma-separated subset of detector,random,victim,block (block: k consecutive steps at a "
-        "random place, replay protocol only)",
+        help="comma-separated subset of detector,random,victim,block,detector-spaced (block: k consecutive "
+        "steps at a random place; detector-spaced: the detector's top-k at least --min-gap steps apart; "
+        "both replay protocol only)",
+    )
+    p.add_argument(
+        "--min-gap",
+        type=int,
+        default=None,
+        help="the spacing of detector-spaced's steps (default 5; adds detector-spaced to --methods if absent)",
     )
     p.add_argument(
         "--frames",
@@ -275,12 +282,19 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(int(args.num_threads))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if "detector" in methods and args.detector is None:
+    if args.min_gap is not None:
+        if args.min_gap < 2:
+            raise ValueError(f"--min-gap must be >= 2 steps, got {args.min_gap}")
+        if "detector-spaced" not in methods:
+            methods.append("detector-spaced")
+    uses_detector = [m for m in methods if m in ("detector", "detector-spaced")]
+    if uses_detector and args.detector is None:
         raise ValueError(
-            "give --detector PATH (a saved detector directory), or leave 'detector' out of --methods"
+            f"give --detector PATH (a saved detector directory), or leave {uses_detector[0]!r} out of --methods"
         )
-    if args.protocol == "online" and "block" in methods:
-        raise ValueError("the 'block' method applies to --protocol replay only")
+    replay_only = [m for m in methods if m in ("block", "detector-spaced")]
+    if args.protocol == "online" and replay_only:
+        raise ValueError(f"the {replay_only[0]!r} method applies to --protocol replay only")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     if args.episodes < 1:
@@ -347,7 +361,13 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             report = evaluate_attack(
-                env, victim, detector, allow_short=args.allow_short, detector_lead=args.lead, **common
+                env,
+                victim,
+                detector,
+                allow_short=args.allow_short,
+                detector_lead=args.lead,
+                detector_min_gap=5 if args.min_gap is None else args.min_gap,
+                **common,
             )
     finally:
         env.close()
@@ -362,6 +382,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"warning: the detector's scores are nearly constant within the clean episodes (median relative "
             f"range {report.settings['detector_spread_median']:.2g}): its top-k is close to arbitrary"
+        )
+    if report.settings.get("detector_spaced_unmet"):
+        print(
+            f"note: {report.settings['detector_spaced_unmet']} episodes were too short to space k={args.top_k} "
+            f"steps {report.settings['detector_min_gap']} apart; detector-spaced attacked the next best steps there"
         )
     if args.protocol == "online":
         st = report.settings
