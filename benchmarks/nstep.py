@@ -5,7 +5,9 @@ The Deep State Identifier's "policy improvement" experiment (METHODS.md, section
 
 1. **Detector.** Record ``--detector-steps`` steps of a uniformly random policy in the training env
    (``critwrap.make("Seaquest", training=True)``: 84x84 grey, 4 stacked frames, episodes end at a lost
-   life, clipped rewards), zero the score rows at the top of every frame, cut the episodes into windows
+   life, clipped rewards) or, with ``--recorder-steps N``, of a DQN trained for N steps first (the same
+   settings as the agents, seed 999; the paper recorded DQN checkpoints), acting epsilon-greedily with
+   epsilon cycling through 0, 0.1 and 0.3 per life-episode so that the windows' outcomes vary; zero the score rows at the top of every frame, cut the episodes into windows
    of ``--window`` steps and fit a DSI on them as a **regression** of the window's summed reward (the
    paper's Seaquest task; its targets were raw game points / 1000, here clipped rewards, so
    ``return_scale=1``). Reported: fit time, and whether the detector's scores are higher near rewarded
@@ -81,6 +83,87 @@ def _record_random(steps: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]
     return episodes
 
 
+def _record_agent(model: Any, steps: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Episodes of a trained DQN, epsilon-greedy with epsilon 0, 0.1, 0.3 in turn per life-episode."""
+    env = _make_env(training=True)
+    rng = np.random.default_rng(seed)
+    eps_cycle = (0.0, 0.1, 0.3)
+    obs, _ = env.reset(seed=seed)
+    episodes: list[tuple[np.ndarray, np.ndarray]] = []
+    frames: list[np.ndarray] = []
+    rewards: list[float] = []
+    for _ in range(steps):
+        frames.append(obs)
+        eps = eps_cycle[len(episodes) % len(eps_cycle)]
+        if rng.random() < eps:
+            action = int(rng.integers(env.action_space.n))
+        else:
+            action = int(model.predict(obs, deterministic=True)[0])
+        obs, r, term, trunc, _ = env.step(action)
+        rewards.append(float(r))
+        if term or trunc:
+            episodes.append((np.stack(frames), np.asarray(rewards, dtype=np.float32)))
+            frames, rewards = [], []
+            obs, _ = env.reset()
+    env.close()
+    return episodes
+
+
+def _dqn(env: Any, seed: int, buffer_size: int, learning_starts: int, **extra: Any) -> Any:
+    """SB3 DQN with rl-zoo3's Atari settings (the budget-related ones given)."""
+    from stable_baselines3 import DQN
+
+    kwargs: dict[str, Any] = dict(
+        buffer_size=buffer_size,
+        learning_rate=1e-4,
+        batch_size=32,
+        learning_starts=learning_starts,
+        target_update_interval=1000,
+        train_freq=4,
+        gradient_steps=1,
+        exploration_fraction=0.1,
+        exploration_final_eps=0.01,
+        optimize_memory_usage=False,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+    kwargs.update(extra)
+    return DQN("CnnPolicy", env, **kwargs)
+
+
+def train_recorder(args: argparse.Namespace, out: Path) -> tuple[Any, dict[str, Any]]:
+    """The DQN whose episodes the detector is fitted on (``--recorder-steps``), reused if saved."""
+    import torch
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    torch.set_num_threads(1)
+    path = out / "recorder.zip"
+    info_path = out / "recorder.json"
+    if path.is_file() and info_path.is_file() and not args.overwrite:
+        return DQN.load(path, device="cpu"), json.loads(info_path.read_text())
+    t0, c0 = time.perf_counter(), time.process_time()
+    env = DummyVecEnv([lambda: Monitor(_make_env(training=True))])
+    env.seed(999)
+    model = _dqn(env, 999, args.buffer_size, args.learning_starts)
+    model.learn(args.recorder_steps)
+    model.save(path)
+    returns = _evaluate(model, 3, 0.05, args.eval_max_steps, seed=20_000)
+    info = {
+        "steps": int(model.num_timesteps),
+        "eval_returns": returns,
+        "score": float(np.mean(returns)),
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,
+    }
+    env.close()
+    info_path.write_text(json.dumps(info, indent=2))
+    print(f"recorder: {json.dumps(info)}", flush=True)
+    return model, info
+
+
 def _windows(episodes: list[tuple[np.ndarray, np.ndarray]], window: int, min_len: int) -> list[Any]:
     from critwrap.episodes import Episode
 
@@ -99,8 +182,14 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from critwrap.detectors.dsi import DSI
 
     torch.set_num_threads(1)
+    recorder: dict[str, Any] | None = None
+    if args.recorder_steps > 0:
+        model, recorder = train_recorder(args, out)
     t0, c0 = time.perf_counter(), time.process_time()
-    episodes = _record_random(args.detector_steps, seed=12345)
+    if recorder is not None:
+        episodes = _record_agent(model, args.detector_steps, seed=12345)
+    else:
+        episodes = _record_random(args.detector_steps, seed=12345)
     record_s = time.perf_counter() - t0
     wins = _windows(episodes, args.window, min_len=max(8, args.window // 4))
     rng = np.random.default_rng(0)
@@ -116,6 +205,7 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         batch_size=16,
         max_length=args.window,
         num_threads=1,
+        mask_budget=args.mask_budget,
     )
     det.fit(train, epochs=args.detector_epochs, val_episodes=val, progress=False, seed=0)
     det.save(out / "detector")
@@ -132,6 +222,9 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         far.extend(s[~mask].tolist())
     info = {
         "random_policy_steps": int(args.detector_steps),
+        "recorder": recorder,
+        "mask_budget": args.mask_budget,
+        "episode_return_mean": float(np.mean([float(np.sum(r)) for _, r in episodes])) if episodes else 0.0,
         "episodes": len(episodes),
         "mean_episode_length": float(np.mean([len(f) for f, _ in episodes])) if episodes else 0.0,
         "windows_train": len(train),
@@ -183,7 +276,6 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from stable_baselines3 import DQN
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -197,21 +289,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     env = DummyVecEnv([lambda: Monitor(_make_env(training=True))])
     env.seed(seed)
-    kwargs: dict[str, Any] = dict(
-        buffer_size=a["buffer_size"],
-        learning_rate=1e-4,
-        batch_size=32,
-        learning_starts=a["learning_starts"],
-        target_update_interval=1000,
-        train_freq=4,
-        gradient_steps=1,
-        exploration_fraction=0.1,
-        exploration_final_eps=0.01,
-        optimize_memory_usage=False,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    kwargs: dict[str, Any] = {}
     if variant == "nstep5":
         kwargs["n_steps"] = 5
     elif variant == "critical":
@@ -222,7 +300,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             preprocess=zero_score_rows,
             score_window=a["window"],
         )
-    model = DQN("CnnPolicy", env, **kwargs)
+    model = _dqn(env, seed, a["buffer_size"], a["learning_starts"], **kwargs)
     horizons: list[int] = []
     if variant == "critical":
         buf = model.replay_buffer
@@ -342,6 +420,14 @@ def markdown(
             f"({np.mean([r['episodes_scored'] for r in crit]):.0f} episodes).",
         ]
     cpu = {v: np.mean([r["train_cpu_s"] for r in results if r["variant"] == v]) for v in agg["variants"]}
+    rec = det.get("recorder")
+    source = (
+        f"a DQN trained for {rec['steps']} steps (evaluation score {rec['score']:.0f}), epsilon 0 / 0.1 / 0.3 "
+        f"by turns per life (mean clipped return per life {det['episode_return_mean']:.1f})"
+        if rec
+        else "a uniformly random policy"
+    )
+    budget = f"mask budget {det['mask_budget']}, " if det.get("mask_budget") is not None else ""
     lines += [
         "",
         "Training CPU seconds per run: " + ", ".join(f"{v} {c:.0f}" for v, c in cpu.items()) + ".",
@@ -349,7 +435,7 @@ def markdown(
         f"Detector: DSI (regression of the summed clipped reward of {args.window}-step windows; channels "
         f"{det['channels']}, LSTM {det['lstm_hidden']}) fitted for {det['epochs']} epochs on "
         f"{det['windows_train']} windows ({det['windows_with_reward']} of all windows hold a reward) cut from "
-        f"{det['random_policy_steps']} steps of a uniformly random policy ({det['episodes']} life-episodes), "
+        f"{det['random_policy_steps']} steps of {source} ({det['episodes']} life-episodes), {budget}"
         f"score rows zeroed; fit {det['fit_seconds']:.0f} s. Mean score on held-out windows: "
         f"{det['score_near_reward']:.3f} at rewarded steps and the 4 before them ({det['n_near']} steps) vs "
         f"{det['score_elsewhere']:.3f} elsewhere.",
@@ -371,6 +457,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=200)
     p.add_argument("--channels", default="16,32,32,32,64")
     p.add_argument("--lstm-hidden", type=int, default=32)
+    p.add_argument(
+        "--recorder-steps",
+        type=int,
+        default=0,
+        help="fit the detector on episodes of a DQN trained for this many steps (default 0: a random policy)",
+    )
+    p.add_argument(
+        "--mask-budget",
+        type=float,
+        default=None,
+        help="the DSI's mask budget (default: none, the paper's loss)",
+    )
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--eval-eps", type=float, default=0.05)
     p.add_argument("--eval-max-steps", type=int, default=3000)
