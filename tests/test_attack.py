@@ -483,6 +483,35 @@ def test_online_wrapper_attacks_above_threshold_within_budget() -> None:
     assert inverted.n_attacked == 3 and inverted.episode_attacked_steps == [0, 1, 2]
 
 
+def test_online_cooldown_keeps_attacks_min_gap_apart() -> None:
+    # the inverted detector scores every step but the critical one above the threshold: without a
+    # cooldown the budget goes to steps 0, 1, 2; with min_gap=3 to 0, 3 and 6 (5 scores 0)
+    env = CriticalAttack(
+        CriticalCorridor(), detector=FlagDetector(invert=True), k=3, threshold=0.5, seed=0, min_gap=3
+    )
+    env.reset(seed=0)
+    for _ in range(T):
+        *_, term, trunc, info = env.step(0)
+        if term or trunc:
+            break
+    assert env.episode_attacked_steps == [0, 3, 6] and info["attack"]["budget_left"] == 0
+    with pytest.raises(ValueError, match="min_gap must be an integer >= 1"):
+        CriticalAttack(CriticalCorridor(), detector=FlagDetector(), min_gap=0)
+    from critwrap.attack import evaluate_online_attack
+
+    model = always_zero(CriticalCorridor())
+    kw = dict(k=3, episodes=2, threshold=0.5, methods=["detector"])
+    spaced = evaluate_online_attack(CriticalCorridor(), model, FlagDetector(invert=True), min_gap=3, **kw)
+    dense = evaluate_online_attack(CriticalCorridor(), model, FlagDetector(invert=True), **kw)
+    assert spaced.settings["min_gap"] == 3 and dense.settings["min_gap"] == 1
+    assert (spaced.n_perturbed["detector"] == 3).all() and (dense.n_perturbed["detector"] == 3).all()
+    # a gap of 4 leaves room for two attacks only (0 and 4; 8 is past the end): the budget is not filled
+    sparse = evaluate_online_attack(CriticalCorridor(), model, FlagDetector(invert=True), min_gap=4, **kw)
+    assert (sparse.n_perturbed["detector"] == 2).all()
+    with pytest.raises(ValueError, match="min_gap must be an integer >= 1"):
+        evaluate_online_attack(CriticalCorridor(), model, FlagDetector(), min_gap=0, **kw)
+
+
 def test_online_wrapper_observation_attack_and_make() -> None:
     from stable_baselines3 import PPO
 

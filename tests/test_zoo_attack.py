@@ -83,7 +83,7 @@ def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "| block | 2 |" in capsys.readouterr().out
     assert main([*full, "--top-k", "2", "--min-gap", "1"]) == 1
     assert "--min-gap must be >= 2" in capsys.readouterr().err
-    assert main([*full, "--top-k", "1", "--protocol", "online", "--min-gap", "3"]) == 1
+    assert main([*full, "--top-k", "1", "--protocol", "online", "--methods", "random,detector-spaced"]) == 1
     assert "'detector-spaced' method applies to --protocol replay only" in capsys.readouterr().err
     assert main([*full, "--top-k", "2", "--methods", "random", "--min-gap", "3"]) == 0
     assert "| detector-spaced | 2 |" in capsys.readouterr().out
@@ -133,6 +133,22 @@ def test_attack_online_protocol(setup: dict[str, Path], capsys: pytest.CaptureFi
     assert data["settings"]["protocol"] == "online"
     for method in ("detector", "random", "victim"):
         assert all(0 <= n <= 2 for n in data["episodes"][method]["n_perturbed"])
+    cool = setup["root"] / "out_online_gap"
+    argv_gap = [
+        *argv[:-1],
+        str(cool),
+        "--protocol",
+        "online",
+        "--calibration-episodes",
+        "3",
+        "--min-gap",
+        "3",
+    ]
+    assert main(argv_gap) == 0
+    capsys.readouterr()
+    (gap_path,) = cool.glob("attack_*.json")
+    gap_data = json.loads(gap_path.read_text())
+    assert gap_data["settings"]["min_gap"] == 3 and "detector-spaced" not in gap_data["episodes"]
     assert main([*argv, "--threshold", "0.5"]) == 1
     assert "apply to --protocol online only" in capsys.readouterr().err
     assert main([*argv, "--protocol", "online", "--lead", "2"]) == 1

@@ -15,6 +15,11 @@ so far, which steps to attack (at most ``k`` per episode):
   evaluated), drawn uniformly from the steps of the clean episode before it starts: the same number of
   perturbations at uninformed times.
 
+``min_gap`` (default 1: none) is a cooldown for the detector and victim methods: after an attacked step,
+the next ``min_gap - 1`` steps are not attacked whatever their score, so that a smooth score that stays
+above the threshold does not spend the whole budget on one run of consecutive steps (the online
+counterpart of the replay protocol's ``"detector-spaced"``).
+
 Thresholds left as ``None`` are calibrated on ``calibration_episodes`` clean episodes of seeds disjoint
 from the evaluation seeds: the ``1 - rate`` quantile of the per-step scores, with ``rate`` (default
 ``k / mean clean episode length``) the share of steps that should pass, so that a clean episode has about
@@ -113,6 +118,7 @@ def evaluate_online_attack(
     win_threshold: float = 0.0,
     n_boot: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    min_gap: int = 1,
 ) -> AttackReport:
     """The online-protocol comparison over ``episodes`` seeds ``seed, seed + 1, ...`` (module docstring).
 
@@ -133,6 +139,7 @@ def evaluate_online_attack(
         window: the detector scores only the last ``window`` frames (``None``: the whole episode so far).
         win_threshold: an episode is won when its return is above this.
         progress: called as ``progress(done, total)`` after each evaluation seed.
+        min_gap: the detector and victim methods attack no two steps closer than this (a cooldown; 1: none).
     """
     t0 = time.perf_counter()
     if not isinstance(victim, Victim):
@@ -152,6 +159,9 @@ def evaluate_online_attack(
         raise ValueError(f"window must be >= 1 or None, got {window}")
     if rate is not None and not 0.0 < rate:
         raise ValueError(f"rate must be > 0, got {rate}")
+    if int(min_gap) != min_gap or min_gap < 1:
+        raise ValueError(f"min_gap must be an integer >= 1 steps, got {min_gap}")
+    gap = int(min_gap)
     pert = make_perturbation(perturbation, epsilon=epsilon)
     pert.check(env.observation_space, env.action_space, victim)
     if "victim" in methods:
@@ -193,6 +203,15 @@ def evaluate_online_attack(
         imp = victim.importance(np.asarray(rec.observations[-1])[None])
         return bool(float(np.asarray(imp)[0]) >= float(victim_threshold))  # type: ignore[arg-type]
 
+    def cooled(rule: ShouldAttack) -> ShouldAttack:
+        if gap <= 1:
+            return rule
+
+        def gated(t: int, rec: EpisodeRecord) -> bool:  # the score is not even computed during the cooldown
+            return (not rec.planned_steps or t - rec.planned_steps[-1] >= gap) and rule(t, rec)
+
+        return gated
+
     seeds = [seed + i for i in range(episodes)]
     names = ["clean", *methods]
     returns: dict[str, list[float]] = {m: [] for m in names}
@@ -214,10 +233,10 @@ def evaluate_online_attack(
             j = methods.index(m)
             gen = np.random.default_rng([int(s), 2, j, k])
             if m == "detector":
-                rule: ShouldAttack = detector_rule
+                rule: ShouldAttack = cooled(detector_rule)
                 use_frames: FrameSource | None = frames
             elif m == "victim":
-                rule, use_frames = victim_rule, None
+                rule, use_frames = cooled(victim_rule), None
             else:
                 n = k if n_det is None else n_det
                 n = min(n, clean.length)
@@ -232,6 +251,13 @@ def evaluate_online_attack(
                 raise RuntimeError(
                     f"seed {s}, {m}: decided {rec.planned_steps}, but perturbed {rec.perturbed_steps}"
                 )
+            if (
+                m != "random"
+                and gap > 1
+                and len(rec.planned_steps) > 1
+                and min(np.diff(rec.planned_steps)) < gap
+            ):
+                raise RuntimeError(f"seed {s}, {m}: attacked {rec.planned_steps}, closer than min_gap={gap}")
             if m == "detector":
                 n_det = rec.n_perturbed
             returns[m].append(rec.episode_return)
@@ -262,6 +288,7 @@ def evaluate_online_attack(
             "rate": use_rate,
             "calibration_seeds": cal_seeds,
             "window": window,
+            "min_gap": gap,
             "random_matches": "detector" if "detector" in methods else "k",
             "victim_importance": victim.importance_method,
             "victim_sample": victim.sample,

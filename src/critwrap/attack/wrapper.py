@@ -12,7 +12,8 @@ spent, the step is attacked:
 
 ``info["attack"]`` reports ``attacked`` (this step's action, or the returned observation, was perturbed),
 ``score``, ``n_attacked`` and ``budget_left``. Scoring the whole prefix each step costs O(T) per step;
-``window`` scores only the last ``window`` frames.
+``window`` scores only the last ``window`` frames. ``min_gap`` is a cooldown: no two attacked steps
+closer than that, however long the score stays above the threshold.
 
 Example:
     >>> import critwrap
@@ -78,6 +79,7 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         window: score only the last ``window`` frames (``None``: the whole episode so far).
         seed: seed of the perturbation's randomness; ``reset(seed=s)`` reseeds it from ``(s, seed)`` (and a
             ``"random"`` detector's scores too), so that seeded episodes are repeatable.
+        min_gap: attack no two steps closer than this many steps (1, the default: no cooldown).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         frames: FrameSource = "observations",
         window: int | None = None,
         seed: int | None = None,
+        min_gap: int = 1,
     ) -> None:
         CritwrapWrapper.__init__(
             self,
@@ -106,12 +109,16 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
             frames=frames,
             window=window,
             seed=seed,
+            min_gap=min_gap,
         )
         gym.Wrapper.__init__(self, env)
         if int(k) < 0:
             raise ValueError(f"k (attacked steps per episode) must be >= 0, got {k}")
         if window is not None and int(window) < 1:
             raise ValueError(f"window must be >= 1 or None, got {window}")
+        if int(min_gap) != min_gap or min_gap < 1:
+            raise ValueError(f"min_gap must be an integer >= 1 steps, got {min_gap}")
+        self.min_gap = int(min_gap)
         self.detector = load_detector_like(detector)
         self.k = int(k)
         self.threshold = float(threshold)
@@ -173,7 +180,10 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         return obs
 
     def _should_attack(self) -> bool:
-        return self._n_attacked < self.k and self._score >= self.threshold
+        cooling = bool(self.episode_attacked_steps) and (
+            len(self._frames) - 1 - self.episode_attacked_steps[-1] < self.min_gap
+        )
+        return self._n_attacked < self.k and not cooling and self._score >= self.threshold
 
     def _mark_attacked(self) -> None:
         self._n_attacked += 1

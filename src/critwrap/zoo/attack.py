@@ -238,7 +238,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--min-gap",
         type=int,
         default=None,
-        help="the spacing of detector-spaced's steps (default 5; adds detector-spaced to --methods if absent)",
+        help="replay: the spacing of detector-spaced's steps (default 5; adds detector-spaced to --methods if "
+        "absent); online: a cooldown, no two attacked steps of the detector and victim methods closer than this",
     )
     p.add_argument(
         "--frames",
@@ -285,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     if args.min_gap is not None:
         if args.min_gap < 2:
             raise ValueError(f"--min-gap must be >= 2 steps, got {args.min_gap}")
-        if "detector-spaced" not in methods:
+        if args.protocol == "replay" and "detector-spaced" not in methods:
             methods.append("detector-spaced")
     uses_detector = [m for m in methods if m in ("detector", "detector-spaced")]
     if uses_detector and args.detector is None:
@@ -357,6 +358,7 @@ def run(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 calibration_episodes=args.calibration_episodes,
                 window=args.window,
+                min_gap=1 if args.min_gap is None else args.min_gap,
                 **common,
             )
         else:
