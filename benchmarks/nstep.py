@@ -63,29 +63,11 @@ def _make_env(training: bool) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
-def _record_random(steps: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Episodes (observations (T, 4, 84, 84) uint8, rewards (T,)) of a uniformly random policy."""
+def _record(steps: int, seed: int, model: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Episodes (observations (T, 4, 84, 84) uint8, rewards (T,)) of a uniformly random policy, or of a
+    trained DQN ``model`` acting epsilon-greedily with epsilon 0, 0.1, 0.3 in turn per life-episode."""
     env = _make_env(training=True)
     env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    episodes: list[tuple[np.ndarray, np.ndarray]] = []
-    frames: list[np.ndarray] = []
-    rewards: list[float] = []
-    for _ in range(steps):
-        frames.append(obs)
-        obs, r, term, trunc, _ = env.step(env.action_space.sample())
-        rewards.append(float(r))
-        if term or trunc:
-            episodes.append((np.stack(frames), np.asarray(rewards, dtype=np.float32)))
-            frames, rewards = [], []
-            obs, _ = env.reset()
-    env.close()
-    return episodes
-
-
-def _record_agent(model: Any, steps: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Episodes of a trained DQN, epsilon-greedy with epsilon 0, 0.1, 0.3 in turn per life-episode."""
-    env = _make_env(training=True)
     rng = np.random.default_rng(seed)
     eps_cycle = (0.0, 0.1, 0.3)
     obs, _ = env.reset(seed=seed)
@@ -94,8 +76,9 @@ def _record_agent(model: Any, steps: int, seed: int) -> list[tuple[np.ndarray, n
     rewards: list[float] = []
     for _ in range(steps):
         frames.append(obs)
-        eps = eps_cycle[len(episodes) % len(eps_cycle)]
-        if rng.random() < eps:
+        if model is None:
+            action = env.action_space.sample()
+        elif rng.random() < eps_cycle[len(episodes) % len(eps_cycle)]:
             action = int(rng.integers(env.action_space.n))
         else:
             action = int(model.predict(obs, deterministic=True)[0])
@@ -183,13 +166,11 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     recorder: dict[str, Any] | None = None
+    model: Any = None
     if args.recorder_steps > 0:
         model, recorder = train_recorder(args, out)
     t0, c0 = time.perf_counter(), time.process_time()
-    if recorder is not None:
-        episodes = _record_agent(model, args.detector_steps, seed=12345)
-    else:
-        episodes = _record_random(args.detector_steps, seed=12345)
+    episodes = _record(args.detector_steps, seed=12345, model=model)
     record_s = time.perf_counter() - t0
     wins = _windows(episodes, args.window, min_len=max(8, args.window // 4))
     rng = np.random.default_rng(0)
@@ -367,10 +348,10 @@ def aggregate(results: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]
     hns = {v: (m - lo) / (hi - lo) for v, m in raw.items()}
     est_raw = aggregate_estimates(raw, reps=2000, seed=0, gamma=None)
     est_hns = aggregate_estimates(hns, reps=2000, seed=0, gamma=None)
-    pairs = [(x, "dqn") for x in variants if x != "dqn"]
+    pairs = [(x, "dqn") for x in variants if x != "dqn" and "dqn" in variants]
     if "critical" in variants and "nstep5" in variants:
         pairs.append(("critical", "nstep5"))
-    poi = probability_of_improvement(raw, pairs, reps=2000, seed=0)
+    poi = probability_of_improvement(raw, pairs, reps=2000, seed=0) if pairs else {}
     return {"raw": est_raw, "hns": est_hns, "poi": poi, "variants": variants, "human_random": (lo, hi)}
 
 
