@@ -227,28 +227,6 @@ def check_detector(det: Any, episodes: list[Any], k: int = 10, n: int = 40) -> d
     }
 
 
-def spaced_ranking(led: np.ndarray, length: int, k: int, gap: int) -> np.ndarray:
-    """A ranking whose top-k are the detector's top-k under a minimum spacing (non-maximum suppression).
-
-    ``led``: the detector's scores already shifted by the lead (entry t scores attacking step t). Steps
-    are taken greedily by score, skipping any closer than ``gap`` steps to one already taken; the chosen
-    steps get the top ranks. When fewer than k fit, the rest of the ranking is the plain score order.
-    """
-    v = np.full(length, -np.inf)
-    n = min(length, len(led))
-    v[:n] = led[:n]
-    chosen: list[int] = []
-    for t in np.argsort(-v, kind="stable"):
-        if not np.isfinite(v[t]) or len(chosen) == k:
-            break
-        if all(abs(int(t) - c) >= gap for c in chosen):
-            chosen.append(int(t))
-    finite = np.isfinite(v)
-    out = np.where(finite, v - (np.max(v[finite]) if finite.any() else 0.0) - 1.0, -np.inf)  # all < 0
-    out[chosen] = np.arange(len(chosen), 0, -1, dtype=np.float64)  # the chosen ones first, in score order
-    return out
-
-
 def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     import torch
     from stable_baselines3 import PPO
@@ -261,7 +239,7 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     env = make_env()
     victim = Victim(PPO.load(a["victim"], device="cpu"))
     det = DSI.load(a["dsi"])
-    methods = [m for m in a["methods"] if m not in ("other-game", "detector-spaced")]
+    methods = [m for m in a["methods"] if m != "other-game"]
     rows = []
     for s in seeds:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
@@ -279,16 +257,10 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
                 return v
 
             rankers["other-game"] = other
-        if "detector-spaced" in a["methods"]:
-            own = np.asarray(det.score(clean.frames_array()), dtype=np.float64)[a["lead"] :]
         for k in a["ks"]:
-            if "detector-spaced" in a["methods"]:
-                rankers["detector-spaced"] = lambda ep, k=k, own=own: spaced_ranking(
-                    own, ep.length, k, a["gap"]
-                )
             rep = evaluate_attack(
                 env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
-                allow_short=True, methods=methods, rankers=rankers,
+                allow_short=True, methods=methods, rankers=rankers, detector_min_gap=a["gap"],
             )  # fmt: skip
             row = report_row(rep, s, k, clean.length)
             row["detector_spread"] = rep.settings.get("detector_spread_median")
@@ -353,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     for m in ("other-game", "detector-spaced"):
         if m in args.methods and "detector" not in args.methods:
             p.error(f"--methods {m} is a control of the detector: add detector")
-    if args.gap < 1:
-        p.error(f"--gap must be >= 1, got {args.gap}")
+    if args.gap < 2:
+        p.error(f"--gap must be >= 2, got {args.gap}")
     sfx = f"_{args.tag}" if args.tag else ""
     args.episodes_file = f"episodes{sfx}.jsonl"
     args.perturb, args.epsilon, args.game = "action", None, "LunarLander"
