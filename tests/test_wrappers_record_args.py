@@ -122,6 +122,7 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
             "frames": "render",
             "window": 4,
             "seed": 7,
+            "min_gap": 2,
         },
     ),
 }
