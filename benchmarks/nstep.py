@@ -155,7 +155,7 @@ def _windows(episodes: list[tuple[np.ndarray, np.ndarray]], window: int, min_len
         for start in range(0, len(frames), window):
             f, r = frames[start : start + window], rewards[start : start + window]
             if len(f) >= min_len:
-                out.append(Episode(zero_score_rows(f), rewards=r))
+                out.append(Episode(zero_score_rows(f), rewards=r, label=int(float(np.sum(r)) > 0)))
     return out
 
 
@@ -180,7 +180,7 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     val, train = [wins[i] for i in order[:n_val]], [wins[i] for i in order[n_val:]]
     channels = tuple(int(c) for c in args.channels.split(","))
     det = DSI(
-        task="regression",
+        task=args.detector_task,
         return_scale=1.0,
         channels=channels,
         lstm_hidden=args.lstm_hidden,
@@ -206,6 +206,7 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "random_policy_steps": int(args.detector_steps),
         "recorder": recorder,
         "mask_budget": args.mask_budget,
+        "task": args.detector_task,
         "episode_return_mean": float(np.mean([float(np.sum(r)) for _, r in episodes])) if episodes else 0.0,
         "episodes": len(episodes),
         "mean_episode_length": float(np.mean([len(f) for f, _ in episodes])) if episodes else 0.0,
@@ -451,6 +452,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the DSI's mask budget (default: none, the paper's loss)",
     )
+    p.add_argument(
+        "--detector-task",
+        default="regression",
+        choices=["regression", "classification"],
+        help="regression of the window's summed clipped reward (the paper's), or classification of whether "
+        "the window holds any reward",
+    )
+    p.add_argument("--detector-only", action="store_true", help="stop after fitting the detector")
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--eval-eps", type=float, default=0.05)
     p.add_argument("--eval-max-steps", type=int, default=3000)
@@ -467,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         det_path.write_text(json.dumps(det, indent=2))
         print(f"detector: {json.dumps(det)}", flush=True)
     det = json.loads(det_path.read_text()) if det_path.is_file() else {}
+    if args.detector_only:
+        return 0
     job_args = {
         k: getattr(args, k)
         for k in (
