@@ -538,3 +538,39 @@ def test_fit_logs_mask_std_and_warns_when_the_mask_is_flat(monkeypatch) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         DSI(**TINY).fit(eps, epochs=1, progress=False, seed=0)
+
+
+def test_constant_baseline_is_the_best_input_blind_prediction() -> None:
+    det = DSI(**TINY, task="classification")
+    det.config.classes = [0.0, 1.0]
+    out = det._constant_output(np.array([0, 0, 0, 1]))
+    np.testing.assert_allclose(np.exp(out), [[0.75, 0.25]], rtol=1e-5)
+    reg = DSI(**TINY, task="regression")
+    # smooth-L1 of the median 0 is (0 * 3 + 9.5) / 4 = 2.375, of the mean 2.5 it is (2 * 3 + 7) / 4 = 3.25
+    assert reg._constant_output(np.array([0.0, 0.0, 0.0, 10.0], np.float32))[0, 0] == 0.0
+    # with targets spread evenly the mean is as good as the median and both are the middle value
+    assert reg._constant_output(np.array([1.0, 2.0, 3.0], np.float32))[0, 0] == pytest.approx(2.0)
+
+
+def test_fit_warns_when_the_predictor_never_beats_a_constant() -> None:
+    # labels independent of the frames: nothing to learn, the validation loss cannot beat the base rate
+    train, val = random_episodes(16, seed=0), random_episodes(32, seed=1)
+    with pytest.warns(RuntimeWarning, match="not beat a constant"):
+        det = DSI(**TINY).fit(train, epochs=2, progress=False, seed=0, val_episodes=val)
+    rec = det.history[-1]
+    assert rec["val_loss_constant"] == pytest.approx(math.log(2), rel=1e-4)  # balanced labels
+    assert rec["val_acc_constant"] == pytest.approx(0.5)
+
+
+def test_a_learned_predictor_beats_the_constant_baseline() -> None:
+    import warnings
+
+    train, _ = planted_episodes(96, seed=0)
+    val, _ = planted_episodes(32, seed=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not beat a constant.*", category=RuntimeWarning)
+        det = DSI(channels=(8, 16, 16, 16, 16), lstm_hidden=16, batch_size=16, lr=1e-3).fit(
+            train, epochs=6, progress=False, seed=0, val_episodes=val
+        )
+    best = min(r["val_loss_predictor"] for r in det.history)
+    assert best < 0.95 * det.history[-1]["val_loss_constant"], (best, det.history[-1]["val_loss_constant"])

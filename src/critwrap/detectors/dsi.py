@@ -858,6 +858,23 @@ class DSI(Detector):
         var = m.new_zeros(layout.n_episodes).index_add(0, layout.b_idx, (m - means[layout.b_idx]) ** 2) / n
         return float(var.sqrt().mean())
 
+    def _constant_output(self, targets: np.ndarray) -> np.ndarray:
+        """The best input-blind prediction from the training targets, (1, n_out): the log class frequencies
+        (classification) or the mean or median target, whichever has the lower training loss (regression).
+        Its validation loss (``val_loss_constant``) tells whether the predictor learned anything at all."""
+        if self.config.task == "classification":
+            n_out = len(self.config.classes or [])
+            counts = np.bincount(targets.astype(np.int64), minlength=n_out).astype(np.float64)
+            return np.log((counts + 1e-6) / (counts + 1e-6).sum()).astype(np.float32)[None]
+        y = targets.astype(np.float64)
+
+        def smooth_l1(c: float) -> float:
+            d = np.abs(y - c)
+            return float(np.mean(np.where(d < 1, 0.5 * d**2, d - 0.5)))
+
+        best = min((float(np.mean(y)), float(np.median(y))), key=smooth_l1)
+        return np.array([[best]], dtype=np.float32)
+
     def _accuracies(self, y: torch.Tensor, **outputs: torch.Tensor) -> dict[str, float]:
         """Classification accuracy of each named output (nothing for regression)."""
         if self.config.task != "classification":
@@ -939,6 +956,7 @@ class DSI(Detector):
             val = (
                 self._prepare(val_episodes, "validation", fitting=False) if val_episodes is not None else None
             )
+            self._constant = self._constant_output(data.targets)
         except Exception:
             self.config = saved_config  # bad input leaves the detector as it was
             raise
@@ -1037,6 +1055,21 @@ class DSI(Detector):
                 "threads": float(torch.get_num_threads()),
             }
             last = self.history[-1] if self.history else {}
+            val_pred = last.get("val_loss_predictor")
+            if (
+                val_pred is not None
+                and "val_loss_constant" in last
+                and val_pred >= last["val_loss_constant"]
+            ):
+                warnings.warn(
+                    f"the DSI's return predictor does not beat a constant prediction on the validation episodes "
+                    f"(loss {val_pred:.4g} vs {last['val_loss_constant']:.4g} for the training targets' "
+                    f"{'class frequencies' if c.task == 'classification' else 'mean or median'}): it has not "
+                    "learned to read the outcome from the frames, so the mask has nothing to select; more "
+                    "episodes (or epochs) are the first thing to try (history's val_loss_constant tracks it)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             spread = last.get("val_mask_std", last.get("mask_std"))
             if spread is not None and spread < FLAT_MASK_STD:
                 warnings.warn(
@@ -1165,6 +1198,11 @@ class DSI(Detector):
                     "mask_std": self._mask_spread(m, layout),
                     **self._accuracies(acc_predictor=out, acc_masked=out_m, acc_reverse=out_r, y=y),
                 }
+                constant = getattr(self, "_constant", None)
+                if constant is not None and constant.shape[1] == out.shape[1]:
+                    const_out = torch.from_numpy(constant).to(out.dtype).expand(k, -1)
+                    vals["loss_constant"] = float(self._task_loss(const_out, y))
+                    vals.update(self._accuracies(acc_constant=const_out, y=y))
                 for key, v in vals.items():
                     sums[key] = sums.get(key, 0.0) + v * k
                 n += k
