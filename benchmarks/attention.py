@@ -215,6 +215,22 @@ def rollout(
     return observations, labels, total
 
 
+def agent_env(s: Settings, distraction: str | None, adapter: str | None, output: str) -> Any:
+    """The pixel env the agents see: stacked, channels-first frames, optionally distracted and masked."""
+    from critwrap.attention.pipeline import RenderSettings, make_pixel_env
+
+    render = RenderSettings(size=s.size, action_repeat=s.action_repeat, shadows=False)
+    return make_pixel_env(
+        env_id(s),
+        render,
+        frame_stack=s.frame_stack,
+        channels_first=True,
+        distraction=distraction or "none",
+        adapter=adapter,
+        adapter_output=output,
+    )
+
+
 def random_shift(batch: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:
     """DrQ's augmentation: replicate-pad each (C, H, W) frame stack by ``pad`` pixels, crop back at a random
     offset (one offset per sample, the same for its stacked frames)."""
@@ -227,17 +243,7 @@ def random_shift(batch: torch.Tensor, pad: int, rng: np.random.Generator) -> tor
 def train_dagger(
     s: Settings, seed: int, adapter: str | None, output: str = "masked"
 ) -> tuple[PixelPolicy, list[dict[str, Any]]]:
-    from critwrap.attention.pipeline import RenderSettings, make_pixel_env
-
-    render = RenderSettings(size=s.size, action_repeat=s.action_repeat, shadows=False)
-    env = make_pixel_env(
-        env_id(s),
-        render,
-        frame_stack=s.frame_stack,
-        channels_first=True,
-        adapter=adapter,
-        adapter_output=output,
-    )
+    env = agent_env(s, None, adapter, output)
     gain = lqr_gain(env, s.action_repeat)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -288,18 +294,7 @@ def train_dagger(
 def evaluate(
     s: Settings, policy: PixelPolicy, condition: str, adapter: str | None, output: str = "masked"
 ) -> list[float]:
-    from critwrap.attention.pipeline import RenderSettings, make_pixel_env
-
-    render = RenderSettings(size=s.size, action_repeat=s.action_repeat, shadows=False)
-    env = make_pixel_env(
-        env_id(s),
-        render,
-        frame_stack=s.frame_stack,
-        channels_first=True,
-        distraction=condition,
-        adapter=adapter,
-        adapter_output=output,
-    )
+    env = agent_env(s, condition, adapter, output)
     returns = []
     for e in range(s.eval_episodes):
         obs, _ = env.reset(seed=10_000 + e)
@@ -505,19 +500,26 @@ def reference_returns(s: Settings) -> dict[str, float]:
     out: dict[str, list[float]] = {"expert": [], "random": []}
     for name in out:
         for e in range(s.eval_episodes):
-            env.reset(seed=10_000 + e)
             env.action_space.seed(e)
-            total, done = 0.0, False
-            while not done:
-                action = expert_action(env, gain, s) if name == "expert" else env.action_space.sample()
-                for _ in range(s.action_repeat):
-                    _, reward, terminated, truncated, _ = env.step(action)
-                    total += float(reward)
-                    done = terminated or truncated
-                    if done:
-                        break
-            out[name].append(total)
+            act = (lambda: expert_action(env, gain, s)) if name == "expert" else env.action_space.sample
+            out[name].append(state_episode(env, s, act, seed=10_000 + e))
     return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def state_episode(env: Any, s: Settings, act: Any, seed: int) -> float:
+    """One episode of the state env, ``act()`` choosing each agent step's action (held for
+    ``action_repeat`` env steps); returns the episode's return."""
+    env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        action = act()
+        for _ in range(s.action_repeat):
+            _, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+            if done:
+                break
+    return total
 
 
 def stage_atari(s: Settings) -> dict[str, Any]:

@@ -32,31 +32,29 @@ def test_swingup_expert_swings_the_pole_up_and_holds_it(bench: object, tmp_path:
     env.reset(seed=3)
     handles = mujoco_handles(env)
     assert handles is not None
-    assert np.cos(handles.data.qpos[1]) < -0.9  # swingup starts with the pole down
-    total, upright, steps, done = 0.0, 0, 0, False
-    while not done:
+    seen: list[float] = []
+
+    def act() -> np.ndarray:
+        seen.append(float(np.cos(handles.data.qpos[1])))
         action = bench.expert_action(env, gain, s)  # type: ignore[attr-defined]
         assert action.shape == (1,) and abs(float(action[0])) <= 1.0
-        for _ in range(s.action_repeat):
-            _, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-            if done:
-                break
-        upright += int(np.cos(handles.data.qpos[1]) > 0.95)
-        steps += 1
+        return action
+
+    total = bench.state_episode(env, s, act, seed=3)  # type: ignore[attr-defined]
+    assert seen[0] < -0.9  # swingup starts with the pole down
+    upright, steps = sum(c > 0.95 for c in seen), len(seen)
     # measured ~865 on seeds 10000-10004; a random policy gets ~120; the sign-flipped pump stays at 2
     assert total > 700
     assert upright > 0.6 * steps
-    # the balance expert (no swing-up) on the same start cannot lift the pole
-    env.reset(seed=3)
+    # the balance expert (LQR alone) from the same start does not lift the pole
     balance = bench.Settings(out=tmp_path, task="balance")  # type: ignore[attr-defined]
-    total_balance = 0.0
-    for _ in range(40):
-        action = bench.expert_action(env, gain, balance)  # type: ignore[attr-defined]
-        for _ in range(s.action_repeat):
-            total_balance += float(env.step(action)[1])
-    assert total_balance < 0.5 * total * 320 / 1000
+    lqr_only = bench.state_episode(  # type: ignore[attr-defined]
+        env,
+        s,
+        lambda: bench.expert_action(env, gain, balance),
+        seed=3,  # type: ignore[attr-defined]
+    )
+    assert lqr_only < 0.5 * total, (lqr_only, total)
 
 
 def test_unknown_task_is_refused(bench: object, tmp_path: Path) -> None:
