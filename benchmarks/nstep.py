@@ -188,6 +188,7 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         max_length=args.window,
         num_threads=1,
         mask_budget=args.mask_budget,
+        mask_budget_weight=args.mask_budget_weight,
     )
     det.fit(train, epochs=args.detector_epochs, val_episodes=val, progress=False, seed=0)
     det.save(out / "detector")
@@ -206,6 +207,7 @@ def fit_detector(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "random_policy_steps": int(args.detector_steps),
         "recorder": recorder,
         "mask_budget": args.mask_budget,
+        "mask_budget_weight": args.mask_budget_weight,
         "task": args.detector_task,
         "episode_return_mean": float(np.mean([float(np.sum(r)) for _, r in episodes])) if episodes else 0.0,
         "episodes": len(episodes),
@@ -410,7 +412,11 @@ def markdown(
         if rec
         else "a uniformly random policy"
     )
-    budget = f"mask budget {det['mask_budget']}, " if det.get("mask_budget") is not None else ""
+    budget = (
+        f"mask budget {det['mask_budget']} (weight {det.get('mask_budget_weight', 1.0):g}), "
+        if det.get("mask_budget") is not None
+        else ""
+    )
     lines += [
         "",
         "Training CPU seconds per run: " + ", ".join(f"{v} {c:.0f}" for v, c in cpu.items()) + ".",
@@ -451,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="the DSI's mask budget (default: none, the paper's loss)",
+    )
+    p.add_argument(
+        "--mask-budget-weight",
+        type=float,
+        default=1.0,
+        help="weight of the mask budget's hinge (the DSI's default 1; 10 held the mask down on GridWorld)",
     )
     p.add_argument(
         "--detector-task",
