@@ -1,6 +1,7 @@
 """Benchmark of critwrap's attention parts: VAI adapter under distractions, what/where vs NatureCNN.
 
-Part 1 (VAI): pixel-based dm_control cartpole balance. A pixel policy is trained on the clean env,
+Part 1 (VAI): pixel-based dm_control cartpole balance (``--task swingup``: swingup, with an
+energy-pumping expert; ``--pilot`` checks on the clean env alone that DAgger learns the task). A pixel policy is trained on the clean env,
 with and without the VAI adapter in front of it, and evaluated on the clean env, on colour
 randomisation (``color-hard``) and on a replaced background (``background``: a moving procedural
 texture keyed into the sky). Reported: mean returns and the retained fraction (distracted return /
@@ -64,6 +65,7 @@ class Settings:
     out: Path
     task: str = "balance"  # or "swingup"
     adapter_dir: str = ""  # reuse this fitted adapter instead of fitting one (e.g. balance's for swingup)
+    transporter: str = ""  # fit only stage 2, reusing this adapter folder's stage-1 Transporter
     seeds: int = 3
     first_seed: int = 0  # agents use seeds first_seed .. first_seed + seeds - 1
     size: int = 64
@@ -340,6 +342,8 @@ def stage_adapter(s: Settings, recolor: bool = False) -> Path:
     if recolor:
         argv[argv.index("--stage2-iterations") + 1] = str(s.recolor_iterations)
         argv += ["--recolor-prob", str(s.recolor_prob), "--transporter", str(s.out / "adapter")]
+    elif s.transporter:
+        argv += ["--transporter", s.transporter]
     log("adapter: python -m critwrap.zoo " + " ".join(argv))
     if zoo(argv) != 0:
         raise RuntimeError("adapter fit failed")
@@ -664,7 +668,13 @@ def main(argv: list[str] | None = None) -> int:
     for f in Settings.__dataclass_fields__.values():
         if f.name != "out":
             p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    p.add_argument("--stop-after", choices=["adapter", "cartpole", "atari"], default=None)
+    p.add_argument(
+        "--stop-after",
+        choices=["adapter", "masks", "cartpole", "atari"],
+        default=None,
+        help="stop after fitting the adapter, after the adapters' mask quality, after the cartpole agents, "
+        "or after Atari",
+    )
     p.add_argument("--skip-atari", action="store_true")
     p.add_argument(
         "--pilot",
@@ -716,6 +726,9 @@ def main(argv: list[str] | None = None) -> int:
         adapters["recolor"] = (recolored, "masked")
         adapters["recolor-mask"] = (recolored, "mask")
     quality = stage_mask_quality(s, [a for a, _ in adapters.values() if a is not None])
+    if args.stop_after == "masks":
+        print(json.dumps(quality, indent=2))
+        return 0
     cartpole = stage_cartpole(s, adapters)
     if args.stop_after == "cartpole" or args.skip_atari:
         atari = None
