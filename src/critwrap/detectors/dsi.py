@@ -1056,11 +1056,7 @@ class DSI(Detector):
             }
             last = self.history[-1] if self.history else {}
             val_pred = last.get("val_loss_predictor")
-            if (
-                val_pred is not None
-                and "val_loss_constant" in last
-                and val_pred >= last["val_loss_constant"]
-            ):
+            if val_pred is not None and "val_loss_constant" in last and val_pred >= last["val_loss_constant"]:
                 warnings.warn(
                     f"the DSI's return predictor does not beat a constant prediction on the validation episodes "
                     f"(loss {val_pred:.4g} vs {last['val_loss_constant']:.4g} for the training targets' "
