@@ -28,6 +28,10 @@ Scaled to a CPU-only machine (2 shared cores); what this script does differs fro
 * ``--recolor-prob P`` (> 0) adds critwrap's variants: a second adapter (stage 1 reused) whose
   stage 2 gives a share P of the frames a random foreground colour, used as VAI does (frame x mask,
   ``recolor``) and with the mask alone as the observation (``recolor-mask``);
+* ``--color-transform-prob P`` (> 0) adds the ``critwrap`` variant instead: stage 2 (stage 1 reused)
+  with a share P of its inputs colour-remapped (channel permutation and inversion) plus the
+  ``--recolor-prob`` / ``--recolor-mode`` foreground recolouring; with ``--oracle`` also the same
+  stage 2 on segmentation targets (``oracle-critwrap``). ``--variants plain,critwrap`` trains only those;
 * ``--oracle`` adds an ablation: the same stage 2 trained on MuJoCo's segmentation of the cart and
   pole instead of the keypoint masks, to tell stage-1 failures from stage-2 failures.
 
@@ -80,6 +84,9 @@ class Settings:
     threshold: float = 0.3
     recolor_prob: float = 0.0  # > 0: also an adapter fitted with critwrap's foreground recolouring
     recolor_iterations: int = 2000
+    recolor_mode: str = "hsv"  # "rgb": recolour with a uniform RGB colour (color-hard's law) x shading
+    color_transform_prob: float = 0.0  # > 0: the "critwrap" adapter (stage 2 with colour remapping)
+    variants: str = ""  # comma-separated agent variants to train (default: every adapter fitted)
     dagger_rounds: int = 4
     episodes_per_round: int = 3
     train_steps: int = 300
@@ -313,9 +320,10 @@ def evaluate(
 # ---- stages --------------------------------------------------------------------------------------
 
 
-def stage_adapter(s: Settings, recolor: bool = False) -> Path:
-    """The VAI adapter; ``recolor``: the same with critwrap's foreground recolouring (stage 1 reused)."""
-    if s.adapter_dir and not recolor:
+def stage_adapter(s: Settings, recolor: bool = False, critwrap: bool = False) -> Path:
+    """The VAI adapter; ``recolor``: the same with critwrap's foreground recolouring (stage 1 reused);
+    ``critwrap``: stage 2 with critwrap's colour remapping (and recolouring, if set; stage 1 reused)."""
+    if s.adapter_dir and not (recolor or critwrap):
         folder = Path(s.adapter_dir)
         if not (folder / "adapter.json").is_file():
             raise FileNotFoundError(
@@ -323,7 +331,7 @@ def stage_adapter(s: Settings, recolor: bool = False) -> Path:
             )
         log(f"adapter: reusing {folder} (--adapter-dir)")
         return folder
-    folder = s.out / ("adapter_recolor" if recolor else "adapter")
+    folder = s.out / ("adapter_critwrap" if critwrap else "adapter_recolor" if recolor else "adapter")
     if (folder / "adapter.json").is_file():
         log(
             f"adapter: reusing {folder} (fitted by: {json.loads((folder / 'fit.json').read_text()).get('command_line')})"
@@ -339,7 +347,13 @@ def stage_adapter(s: Settings, recolor: bool = False) -> Path:
         str(s.stage2_iterations), "--stage2-batch", str(s.stage2_batch), "--threshold", str(s.threshold),
         "--threads", str(s.threads), "--seed", "0",
     ]  # fmt: skip
-    if recolor:
+    stage1 = s.transporter or s.adapter_dir or str(s.out / "adapter")
+    if critwrap:
+        argv += [
+            "--recolor-prob", str(s.recolor_prob), "--recolor-mode", s.recolor_mode,
+            "--color-transform-prob", str(s.color_transform_prob), "--transporter", stage1,
+        ]  # fmt: skip
+    elif recolor:
         argv[argv.index("--stage2-iterations") + 1] = str(s.recolor_iterations)
         argv += ["--recolor-prob", str(s.recolor_prob), "--transporter", str(s.out / "adapter")]
     elif s.transporter:
@@ -350,10 +364,11 @@ def stage_adapter(s: Settings, recolor: bool = False) -> Path:
     return folder
 
 
-def stage_oracle_adapter(s: Settings) -> Path:
+def stage_oracle_adapter(s: Settings, critwrap: bool = False) -> Path:
     """An ablation: the same stage 2, trained on MuJoCo's segmentation of the cart and pole instead of the
-    keypoint masks, to tell stage-1 failures (wrong targets) from stage-2 failures (no invariance)."""
-    folder = s.out / "adapter_oracle"
+    keypoint masks, to tell stage-1 failures (wrong targets) from stage-2 failures (no invariance).
+    ``critwrap``: with the critwrap variant's colour remapping and recolouring."""
+    folder = s.out / ("adapter_oracle_critwrap" if critwrap else "adapter_oracle")
     if (folder / "adapter.json").is_file():
         return folder
     from critwrap.attention.adapter import AdapterConfig, fit_adapter
@@ -382,7 +397,16 @@ def stage_oracle_adapter(s: Settings) -> Path:
     env.close()
     targets = np.stack(masks)
     log(f"oracle adapter: {len(frames)} frames, {targets.mean():.1%} foreground")
-    config = AdapterConfig(width=16, iterations=s.stage2_iterations, batch_size=s.stage2_batch, seed=0)
+    extra: dict[str, Any] = {}
+    if critwrap:
+        extra = {
+            "recolor_prob": s.recolor_prob,
+            "recolor_mode": s.recolor_mode,
+            "color_transform_prob": s.color_transform_prob,
+        }
+    config = AdapterConfig(
+        width=16, iterations=s.stage2_iterations, batch_size=s.stage2_batch, seed=0, **extra
+    )
     start = time.perf_counter()
     adapter = fit_adapter(np.stack(frames), targets, config)
     adapter.save(
@@ -608,8 +632,10 @@ def summarize(
         "oracle": "pixel policy + adapter on segmentation targets (ablation)",
         "recolor": "pixel policy + VAI adapter fitted with foreground recolouring (critwrap)",
         "recolor-mask": "pixel policy + that adapter, mask output (critwrap)",
+        "critwrap": "pixel policy + adapter fitted with colour remapping (critwrap)",
+        "oracle-critwrap": "pixel policy + colour-remapped adapter on segmentation targets (ablation)",
     }
-    for variant in ("plain", "adapter", "oracle", "recolor", "recolor-mask"):
+    for variant in names:
         if variant not in table:
             continue
         row = table[variant]
@@ -720,7 +746,13 @@ def main(argv: list[str] | None = None) -> int:
         oracle = stage_oracle_adapter(s)
         adapters["oracle"] = (oracle, "masked")
         stage_pictures(s, oracle)
-    if s.recolor_prob > 0:
+    if s.color_transform_prob > 0:
+        robust = stage_adapter(s, critwrap=True)
+        stage_pictures(s, robust)
+        adapters["critwrap"] = (robust, "masked")
+        if args.oracle:
+            adapters["oracle-critwrap"] = (stage_oracle_adapter(s, critwrap=True), "masked")
+    elif s.recolor_prob > 0:
         recolored = stage_adapter(s, recolor=True)
         stage_pictures(s, recolored)
         adapters["recolor"] = (recolored, "masked")
@@ -729,6 +761,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop_after == "masks":
         print(json.dumps(quality, indent=2))
         return 0
+    if s.variants:
+        chosen = [v.strip() for v in s.variants.split(",") if v.strip()]
+        unknown = sorted(set(chosen) - set(adapters))
+        if unknown:
+            raise SystemExit(f"--variants: unknown {unknown}; this run has {sorted(adapters)}")
+        adapters = {v: adapters[v] for v in chosen}
     cartpole = stage_cartpole(s, adapters)
     if args.stop_after == "cartpole" or args.skip_atari:
         atari = None

@@ -132,6 +132,42 @@ def test_recolor_changes_the_hue_of_the_chosen_frames_only() -> None:
     assert (noisy - xs).abs()[m.expand_as(xs) > 0].mean() > 0.15  # foreground recoloured
 
 
+def test_recolor_rgb_mode_draws_uniform_colours_and_keeps_shading() -> None:
+    from critwrap.attention.adapter import recolor
+
+    x = torch.zeros(200, 3, 4, 4)
+    x[:, 0], x[:, 1] = 0.9, 0.5
+    x[:, :, :, 2:] *= 0.5  # right half shaded
+    out = recolor(x, 1.0, torch.Generator().manual_seed(0), mode="rgb")
+    left, right = out[:, :, :, :2], out[:, :, :, 2:]
+    unclipped = left.amax((1, 2, 3)) < 1.0
+    torch.testing.assert_close(right[unclipped] * 2, left[unclipped], atol=1e-5, rtol=1e-4)
+    assert out[:, :, 0, 0].std(0).min() > 0.2  # colours spread over the RGB cube (uniform: std 0.29)
+    assert out[:, :, 0, 0].min() < 0.1  # dark colours occur (the hsv mode keeps value >= 0.5 x original)
+    with pytest.raises(ValueError, match="recolor mode"):
+        recolor(x, 1.0, torch.Generator(), mode="lab")
+
+
+def test_transform_colors_remaps_colours_but_keeps_the_layout() -> None:
+    from critwrap.attention.adapter import transform_colors
+
+    frames, masks = planted(32, 2)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    torch.testing.assert_close(transform_colors(x, 0.0, torch.Generator()), x)
+    a = transform_colors(x, 1.0, torch.Generator().manual_seed(3))
+    b = transform_colors(x, 1.0, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)  # seeded
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert (a - x).abs().flatten(1).amax(1).gt(0.05).float().mean() > 0.8  # nearly every frame changed
+    # a pointwise colour map: pixels of equal colour stay equal, so the foreground's outline is kept
+    m = torch.from_numpy(masks).bool()
+    for i in range(4):
+        assert a[i][:, m[i]].std(1).max() < 1e-5  # the uniform orange rectangle stays uniform
+    half = transform_colors(x, 0.5, torch.Generator().manual_seed(0))
+    changed = (half - x).abs().flatten(1).amax(1) > 1e-6
+    assert 6 < int(changed.sum()) < 26
+
+
 def x_crop_of(x: torch.Tensor, m: torch.Tensor, cropped_masks: torch.Tensor) -> torch.Tensor:
     """The clean masked frames must be cropped exactly like the masks: recover the crop from the masks."""
     out = []

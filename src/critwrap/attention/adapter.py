@@ -6,7 +6,8 @@ replaced by clutter so that the mask depends on the foreground only (VAI, Wang, 
 
 * foreground colour jitter, one draw per frame: hue ~ N(-0.015, 0.015), brightness and contrast ~
   N(1, 0.08), saturation ~ N(1, 0.05); optionally (``recolor_prob`` > 0, critwrap's addition, off by
-  default) a share of the frames gets a random foreground colour instead (:func:`recolor`);
+  default) a share of the frames gets a random foreground colour instead (:func:`recolor`; hue
+  uniform, or with ``recolor_mode="rgb"`` a colour uniform in the RGB cube, ``color_hard``'s law);
 * a random crop: frames are padded by ``crop_pad`` pixels (replicate) and cropped back at a random
   offset, target masks alike (VAI renders 100x100 and crops 84x84);
 * a new background: ``noise_level`` x uniform noise plus 0.5 x one of {the original background
@@ -14,6 +15,9 @@ replaced by clutter so that the mask depends on the foreground only (VAI, Wang, 
   random boxes, then blended with a "natural" image with opacity ~ U(0, 1). VAI uses Places365
   photos; critwrap downloads nothing and uses procedural images instead (multi-scale smooth colour
   noise, stripes, checkerboards);
+* optionally (``color_transform_prob`` > 0, critwrap's addition, off by default) a share of the
+  cluttered frames gets its colours remapped as a whole (:func:`transform_colors`: channel
+  permutation, per-channel inversion), so that colour alone cannot tell foreground from background;
 * loss = mean(neg_weight * relu(m - y)^2 + pos_weight * relu(y - m)^2) (pos_weight 15: missing
   foreground costs more than keeping some background) + ``feature_weight`` (0.5) x the MSE between
   the encoder's features of the cluttered frame and of the clean masked frame (feature matching).
@@ -59,6 +63,8 @@ __all__ = [
     "fit_adapter",
     "mask_loss",
     "procedural_images",
+    "recolor",
+    "transform_colors",
 ]
 
 KIND = "vai-adapter"
@@ -86,6 +92,8 @@ class AdapterConfig:
     natural_alpha: tuple[float, float] = (0.0, 1.0)
     random_boxes: int = 0  # VAI's optional boxes (5 for hard video backgrounds); 0: none
     recolor_prob: float = 0.0  # critwrap: share of frames whose foreground gets a random colour; 0: VAI's
+    recolor_mode: str = "hsv"  # critwrap: "hsv" (hue uniform, shading kept) or "rgb" (uniform RGB x shading)
+    color_transform_prob: float = 0.0  # critwrap: share of cluttered frames whose colours are remapped
     seed: int = 0
 
 
@@ -238,22 +246,52 @@ def jitter_colors(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return ((x - gray) * normal(1.0, 0.05) + gray).clamp(0, 1)
 
 
-def recolor(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+def recolor(x: torch.Tensor, prob: float, generator: torch.Generator, mode: str = "hsv") -> torch.Tensor:
     """Give a share ``prob`` of the (N, 3, H, W) frames a random colour, shading kept (critwrap's addition).
 
     The hue is drawn uniformly, the saturation scaled by U(0, 1.5) and the value by U(0.5, 1.5), one
     draw per frame. VAI's own jitter moves the hue by about 0.015 only, so an adapter trained with it
     alone keys on the foreground's colour and loses it under ``color_hard`` (random body colours).
+    ``mode="rgb"``: a colour uniform in [0, 1]^3 (``color_hard``'s distribution) times the frame's
+    shading (its luminance over the frame's mean luminance), so dark and grey colours occur too.
     """
+    if mode not in ("hsv", "rgb"):
+        raise ValueError(f"recolor mode must be 'hsv' or 'rgb', got {mode!r}")
     if prob <= 0:
         return x
     n = x.shape[0]
     chosen = (torch.rand(n, 1, 1, 1, generator=generator) < prob).to(x)
+    if mode == "rgb":
+        gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+        shading = gray / gray.mean((2, 3), keepdim=True).clamp_min(1e-3)
+        color = torch.rand(n, 3, 1, 1, generator=generator).to(x)
+        return chosen * (color * shading).clamp(0, 1) + (1 - chosen) * x
     hsv = _rgb_to_hsv(x.clamp(0, 1))
     hsv[:, 0] = (hsv[:, 0] + torch.rand(n, 1, 1, generator=generator).to(x)) % 1.0
     hsv[:, 1] = (hsv[:, 1] * torch.rand(n, 1, 1, generator=generator).to(x) * 1.5).clamp(0, 1)
     hsv[:, 2] = (hsv[:, 2] * (0.5 + torch.rand(n, 1, 1, generator=generator).to(x))).clamp(0, 1)
     return chosen * _hsv_to_rgb(hsv) + (1 - chosen) * x
+
+
+def transform_colors(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Remap the colours of a share ``prob`` of the (N, 3, H, W) frames (critwrap's addition).
+
+    One draw per frame: a random channel permutation, each channel inverted with probability 0.5, then
+    a blend towards the frame's grey level by U(0, 0.5). The target mask does not depend on colour, so
+    the adapter must find the foreground by shape and contrast rather than by its colours.
+    """
+    if prob <= 0:
+        return x
+    n = x.shape[0]
+    chosen = (torch.rand(n, 1, 1, 1, generator=generator) < prob).to(x)
+    order = torch.argsort(torch.rand(n, 3, generator=generator), dim=1)
+    out = torch.gather(x, 1, order.view(n, 3, 1, 1).expand_as(x))
+    invert = (torch.rand(n, 3, 1, 1, generator=generator) < 0.5).to(x)
+    out = invert * (1 - out) + (1 - invert) * out
+    gray = (0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2]).unsqueeze(1)
+    blend = (torch.rand(n, 1, 1, 1, generator=generator) * 0.5).to(x)
+    out = (1 - blend) * out + blend * gray
+    return chosen * out + (1 - chosen) * x
 
 
 def random_crop(tensors: Sequence[torch.Tensor], pad: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -308,7 +346,7 @@ def augment(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """VAI's stage-2 pairs: (clean masked frames, cluttered frames, cropped masks), all (N, C, H, W)."""
     n, _, h, w = frames.shape
-    jittered = recolor(jitter_colors(frames, generator), config.recolor_prob, generator)
+    jittered = recolor(jitter_colors(frames, generator), config.recolor_prob, generator, config.recolor_mode)
     pad = config.crop_pad if config.crop_pad >= 0 else round(16 / 84 * min(h, w))
     frames, jittered, masks = random_crop([frames, jittered, masks], pad, generator)
     masked = frames * masks
@@ -329,6 +367,7 @@ def augment(
     alpha = torch.rand(n, 1, 1, 1, generator=generator) * (high - low) + low
     background = (1 - alpha) * background + alpha * procedural_images(n, h, w, generator)
     noisy = masked_jittered + background * (1 - masks)
+    noisy = transform_colors(noisy, config.color_transform_prob, generator)
     return masked, noisy, masks
 
 

@@ -64,6 +64,19 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of stage-2 frames whose foreground gets a random colour (critwrap's addition; default 0, VAI's)",
     )
+    p.add_argument(
+        "--recolor-mode",
+        choices=["hsv", "rgb"],
+        default="hsv",
+        help="recolouring: hsv (uniform hue, shading kept) or rgb (uniform RGB colour x shading); default hsv",
+    )
+    p.add_argument(
+        "--color-transform-prob",
+        type=float,
+        default=0.0,
+        help="share of stage-2 inputs whose colours are remapped (channel permutation, inversion; "
+        "critwrap's addition; default 0, VAI's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in --out")
@@ -126,6 +139,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         batch_size=args.stage2_batch,
         pos_weight=args.pos_weight,
         recolor_prob=args.recolor_prob,
+        recolor_mode=args.recolor_mode,
+        color_transform_prob=args.color_transform_prob,
         seed=args.seed,
     )
     log = None if args.quiet else (lambda message: print(message, flush=True))
