@@ -31,7 +31,8 @@ Scaled to a CPU-only machine (2 shared cores); what this script does differs fro
 * ``--color-transform-prob P`` (> 0) adds the ``critwrap`` variant instead: stage 2 (stage 1 reused)
   with a share P of its inputs colour-remapped (channel permutation and inversion) plus the
   ``--recolor-prob`` / ``--recolor-mode`` foreground recolouring; with ``--oracle`` also the same
-  stage 2 on segmentation targets (``oracle-critwrap``). ``--variants plain,critwrap`` trains only those;
+  stage 2 on segmentation targets (``oracle-critwrap``); ``critwrap-mask`` hands the policy that
+  adapter's mask instead of frame x mask. ``--variants plain,critwrap`` trains only those;
 * ``--oracle`` adds an ablation: the same stage 2 trained on MuJoCo's segmentation of the cart and
   pole instead of the keypoint masks, to tell stage-1 failures from stage-2 failures.
 
@@ -633,6 +634,7 @@ def summarize(
         "recolor": "pixel policy + VAI adapter fitted with foreground recolouring (critwrap)",
         "recolor-mask": "pixel policy + that adapter, mask output (critwrap)",
         "critwrap": "pixel policy + adapter fitted with colour remapping (critwrap)",
+        "critwrap-mask": "pixel policy + that adapter, mask output (critwrap)",
         "oracle-critwrap": "pixel policy + colour-remapped adapter on segmentation targets (ablation)",
     }
     for variant in names:
@@ -750,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         robust = stage_adapter(s, critwrap=True)
         stage_pictures(s, robust)
         adapters["critwrap"] = (robust, "masked")
+        adapters["critwrap-mask"] = (robust, "mask")
         if args.oracle:
             adapters["oracle-critwrap"] = (stage_oracle_adapter(s, critwrap=True), "masked")
     elif s.recolor_prob > 0:
