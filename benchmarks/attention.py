@@ -30,7 +30,8 @@ Scaled to a CPU-only machine (2 shared cores); what this script does differs fro
   ``recolor``) and with the mask alone as the observation (``recolor-mask``);
 * ``--color-transform-prob P`` (> 0) adds the ``critwrap`` variant instead: stage 2 (stage 1 reused)
   with a share P of its inputs colour-remapped (channel permutation and inversion) plus the
-  ``--recolor-prob`` / ``--recolor-mode`` foreground recolouring; with ``--oracle`` also the same
+  ``--recolor-prob`` / ``--recolor-mode`` foreground recolouring and the ``--region-recolor-prob``
+  background recolouring; with ``--oracle`` also the same
   stage 2 on segmentation targets (``oracle-critwrap``); ``critwrap-mask`` hands the policy that
   adapter's mask instead of frame x mask. ``--variants plain,critwrap`` trains only those;
 * ``--oracle`` adds an ablation: the same stage 2 trained on MuJoCo's segmentation of the cart and
@@ -87,6 +88,9 @@ class Settings:
     recolor_iterations: int = 2000
     recolor_mode: str = "hsv"  # "rgb": recolour with a uniform RGB colour (color-hard's law) x shading
     color_transform_prob: float = 0.0  # > 0: the "critwrap" adapter (stage 2 with colour remapping)
+    region_recolor_prob: float = (
+        0.0  # the critwrap adapter: share of original backgrounds recoloured per region
+    )
     variants: str = ""  # comma-separated agent variants to train (default: every adapter fitted)
     dagger_rounds: int = 4
     episodes_per_round: int = 3
@@ -353,6 +357,7 @@ def stage_adapter(s: Settings, recolor: bool = False, critwrap: bool = False) ->
         argv += [
             "--recolor-prob", str(s.recolor_prob), "--recolor-mode", s.recolor_mode,
             "--color-transform-prob", str(s.color_transform_prob), "--transporter", stage1,
+            "--region-recolor-prob", str(s.region_recolor_prob),
         ]  # fmt: skip
     elif recolor:
         argv[argv.index("--stage2-iterations") + 1] = str(s.recolor_iterations)
@@ -404,6 +409,7 @@ def stage_oracle_adapter(s: Settings, critwrap: bool = False) -> Path:
             "recolor_prob": s.recolor_prob,
             "recolor_mode": s.recolor_mode,
             "color_transform_prob": s.color_transform_prob,
+            "region_recolor_prob": s.region_recolor_prob,
         }
     config = AdapterConfig(
         width=16, iterations=s.stage2_iterations, batch_size=s.stage2_batch, seed=0, **extra

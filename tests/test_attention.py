@@ -168,6 +168,22 @@ def test_transform_colors_remaps_colours_but_keeps_the_layout() -> None:
     assert 6 < int(changed.sum()) < 26
 
 
+def test_recolor_regions_gives_each_flat_region_its_own_colour() -> None:
+    from critwrap.attention.adapter import recolor_regions
+
+    x = torch.zeros(16, 3, 8, 8)
+    x[:, :, :4] = torch.tensor([0.2, 0.3, 0.6]).view(1, 3, 1, 1)  # "sky"
+    x[:, :, 4:] = torch.tensor([0.5, 0.4, 0.1]).view(1, 3, 1, 1)  # "floor"
+    torch.testing.assert_close(recolor_regions(x, 0.0, torch.Generator()), x)
+    out = recolor_regions(x, 1.0, torch.Generator().manual_seed(0), regions=2)
+    top, bottom = out[:, :, :4].flatten(2), out[:, :, 4:].flatten(2)
+    assert top.std(2).max() < 1e-5 and bottom.std(2).max() < 1e-5  # each region stays flat
+    assert (top[..., 0] - bottom[..., 0]).abs().sum(1).min() > 1e-3  # with its own colour
+    assert top[..., 0].std(0).min() > 0.1  # new colours per frame
+    again = recolor_regions(x, 1.0, torch.Generator().manual_seed(0), regions=2)
+    torch.testing.assert_close(out, again)  # seeded
+
+
 def x_crop_of(x: torch.Tensor, m: torch.Tensor, cropped_masks: torch.Tensor) -> torch.Tensor:
     """The clean masked frames must be cropped exactly like the masks: recover the crop from the masks."""
     out = []

@@ -15,6 +15,9 @@ replaced by clutter so that the mask depends on the foreground only (VAI, Wang, 
   random boxes, then blended with a "natural" image with opacity ~ U(0, 1). VAI uses Places365
   photos; critwrap downloads nothing and uses procedural images instead (multi-scale smooth colour
   noise, stripes, checkerboards);
+* optionally (``region_recolor_prob`` > 0, critwrap's addition, off by default) a share of the
+  original backgrounds gets a new colour per colour region (:func:`recolor_regions`), as ``color_hard``
+  recolours sky and floor;
 * optionally (``color_transform_prob`` > 0, critwrap's addition, off by default) a share of the
   cluttered frames gets its colours remapped as a whole (:func:`transform_colors`: channel
   permutation, per-channel inversion), so that colour alone cannot tell foreground from background;
@@ -64,6 +67,7 @@ __all__ = [
     "mask_loss",
     "procedural_images",
     "recolor",
+    "recolor_regions",
     "transform_colors",
 ]
 
@@ -94,6 +98,9 @@ class AdapterConfig:
     recolor_prob: float = 0.0  # critwrap: share of frames whose foreground gets a random colour; 0: VAI's
     recolor_mode: str = "hsv"  # critwrap: "hsv" (hue uniform, shading kept) or "rgb" (uniform RGB x shading)
     color_transform_prob: float = 0.0  # critwrap: share of cluttered frames whose colours are remapped
+    region_recolor_prob: float = (
+        0.0  # critwrap: share of original backgrounds whose colour regions are recoloured
+    )
     seed: int = 0
 
 
@@ -294,6 +301,47 @@ def transform_colors(x: torch.Tensor, prob: float, generator: torch.Generator) -
     return chosen * out + (1 - chosen) * x
 
 
+def recolor_regions(
+    x: torch.Tensor, prob: float, generator: torch.Generator, regions: int = 4, steps: int = 5
+) -> torch.Tensor:
+    """Recolour the colour regions of a share ``prob`` of the (N, 3, H, W) frames (critwrap's addition).
+
+    Per chosen frame, its pixels are grouped into ``regions`` colour clusters (a few k-means steps in
+    RGB, started at a random pixel and the pixels farthest from the centres so far) and every cluster gets its own colour uniform in [0, 1]^3, times
+    each pixel's luminance over its cluster's mean luminance (texture and shading kept). On a
+    background of a few flat parts (sky, floor, walls) this draws what ``color_hard`` draws: a new
+    colour per part, with new edges between them, which VAI's backgrounds never show.
+    """
+    if prob <= 0:
+        return x
+    n, _, h, w = x.shape
+    out = x.clone()
+    chosen = torch.nonzero(torch.rand(n, generator=generator) < prob).flatten()
+    for i in chosen.tolist():
+        pixels = x[i].reshape(3, -1).T  # (H*W, 3)
+        first = int(torch.randint(0, h * w, (1,), generator=generator))
+        centers = pixels[first : first + 1].clone()
+        while len(centers) < regions:  # farthest-point start: distinct parts get distinct centres
+            far = int(torch.cdist(pixels, centers).min(1).values.argmax())
+            centers = torch.cat([centers, pixels[far : far + 1]])
+        for _ in range(steps):
+            labels = torch.cdist(pixels, centers).argmin(1)
+            for k in range(regions):
+                members = pixels[labels == k]
+                if len(members):
+                    centers[k] = members.mean(0)
+        labels = torch.cdist(pixels, centers).argmin(1)
+        gray = 0.299 * pixels[:, 0] + 0.587 * pixels[:, 1] + 0.114 * pixels[:, 2]
+        colors = torch.rand(regions, 3, generator=generator).to(x)
+        shading = torch.ones_like(gray)
+        for k in range(regions):
+            member = labels == k
+            if member.any():
+                shading[member] = gray[member] / gray[member].mean().clamp_min(1e-3)
+        out[i] = (colors[labels] * shading.unsqueeze(1)).clamp(0, 1).T.reshape(3, h, w)
+    return out
+
+
 def random_crop(tensors: Sequence[torch.Tensor], pad: int, generator: torch.Generator) -> list[torch.Tensor]:
     """The same random pad-and-crop (replicate padding) of several (N, C, H, W) tensors."""
     if pad <= 0:
@@ -357,9 +405,10 @@ def augment(
     confuse = masked_jittered.sum((2, 3), keepdim=True) / area
     confuse = confuse + torch.randn(confuse.shape, generator=generator) * 0.2
     random_color = torch.rand(n, 3, 1, 1, generator=generator)
+    own = recolor_regions(jittered, config.region_recolor_prob, generator)
     background = (
         torch.rand(jittered.shape, generator=generator) * config.noise_level
-        + 0.5 * (jittered * original_bg + random_color * random_bg + confuse * confuse_bg)
+        + 0.5 * (own * original_bg + random_color * random_bg + confuse * confuse_bg)
     ).clamp(0, 1)
     if config.random_boxes:
         background = _add_boxes(background, config.random_boxes, generator)

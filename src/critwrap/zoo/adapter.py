@@ -77,6 +77,13 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
         help="share of stage-2 inputs whose colours are remapped (channel permutation, inversion; "
         "critwrap's addition; default 0, VAI's)",
     )
+    p.add_argument(
+        "--region-recolor-prob",
+        type=float,
+        default=0.0,
+        help="share of stage-2 original backgrounds given a new colour per colour region (sky, floor...; "
+        "critwrap's addition; default 0, VAI's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in --out")
@@ -141,6 +148,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         recolor_prob=args.recolor_prob,
         recolor_mode=args.recolor_mode,
         color_transform_prob=args.color_transform_prob,
+        region_recolor_prob=args.region_recolor_prob,
         seed=args.seed,
     )
     log = None if args.quiet else (lambda message: print(message, flush=True))
