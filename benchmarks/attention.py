@@ -34,6 +34,8 @@ Scaled to a CPU-only machine (2 shared cores); what this script does differs fro
   background recolouring; with ``--oracle`` also the same
   stage 2 on segmentation targets (``oracle-critwrap``); ``critwrap-mask`` hands the policy that
   adapter's mask instead of frame x mask. ``--variants plain,critwrap`` trains only those;
+* ``--segmentation`` adds the perfect-mask reference: agents behind MuJoCo's own segmentation of the
+  moving bodies (frame x mask and the mask alone), i.e. what a perfect adapter would give;
 * ``--oracle`` adds an ablation: the same stage 2 trained on MuJoCo's segmentation of the cart and
   pole instead of the keypoint masks, to tell stage-1 failures from stage-2 failures.
 
@@ -229,20 +231,70 @@ def rollout(
     return observations, labels, total
 
 
+SEGMENTATION = "segmentation"  # the "adapter" of the perfect-mask reference: MuJoCo's segmentation
+
+
+class SegmentationMask:
+    """A reference, not a method: every frame x MuJoCo's segmentation of the moving bodies (``masked``)
+    or that segmentation alone as a grey silhouette (``mask``): the masks a perfect adapter would give,
+    with the distraction applied before masking as for the adapters."""
+
+    def __init__(self, env: Any, output: str) -> None:
+        from collections import deque
+
+        from critwrap.attention.pixels import PixelObservation, mujoco_handles
+
+        self.env, self.output = env, output
+        pixels = env
+        while not isinstance(pixels, PixelObservation):
+            pixels = pixels.env
+        self.pixels = pixels
+        self.moving = np.flatnonzero(mujoco_handles(env).model.geom_bodyid != 0)
+        self.masks: Any = deque(maxlen=pixels.frame_stack)
+        self.action_space, self.observation_space = env.action_space, env.observation_space
+
+    def _mask(self, obs: np.ndarray) -> np.ndarray:
+        masks = np.repeat(np.stack(list(self.masks)), 3, axis=0)  # (3k, H, W), oldest first like the stack
+        if self.output == "mask":
+            return (masks * 255).astype(np.uint8)
+        return (obs * masks).astype(np.uint8)
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        current = np.isin(self.pixels.render_segmentation(), self.moving)
+        for _ in range(self.pixels.frame_stack):
+            self.masks.append(current)
+        return self._mask(obs), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.masks.append(np.isin(self.pixels.render_segmentation(), self.moving))
+        return self._mask(obs), reward, terminated, truncated, info
+
+    @property
+    def unwrapped(self) -> Any:
+        return self.env.unwrapped
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def agent_env(s: Settings, distraction: str | None, adapter: str | None, output: str) -> Any:
-    """The pixel env the agents see: stacked, channels-first frames, optionally distracted and masked."""
+    """The pixel env the agents see: stacked, channels-first frames, optionally distracted and masked
+    (``adapter == SEGMENTATION``: by MuJoCo's segmentation, the perfect-mask reference)."""
     from critwrap.attention.pipeline import RenderSettings, make_pixel_env
 
     render = RenderSettings(size=s.size, action_repeat=s.action_repeat, shadows=False)
-    return make_pixel_env(
+    env = make_pixel_env(
         env_id(s),
         render,
         frame_stack=s.frame_stack,
         channels_first=True,
         distraction=distraction or "none",
-        adapter=adapter,
+        adapter=None if adapter == SEGMENTATION else adapter,
         adapter_output=output,
     )
+    return SegmentationMask(env, output) if adapter == SEGMENTATION else env
 
 
 def random_shift(batch: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:
@@ -641,6 +693,8 @@ def summarize(
         "recolor-mask": "pixel policy + that adapter, mask output (critwrap)",
         "critwrap": "pixel policy + adapter fitted with colour remapping (critwrap)",
         "critwrap-mask": "pixel policy + that adapter, mask output (critwrap)",
+        "segmentation": "pixel policy + perfect masks (MuJoCo segmentation; reference)",
+        "segmentation-mask": "pixel policy + perfect masks, mask output (reference)",
         "oracle-critwrap": "pixel policy + colour-remapped adapter on segmentation targets (ablation)",
     }
     for variant in names:
@@ -719,6 +773,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--oracle", action="store_true", help="also the ablation: stage 2 trained on segmentation masks"
     )
+    p.add_argument(
+        "--segmentation",
+        action="store_true",
+        help="also the perfect-mask reference: agents behind MuJoCo's segmentation (frame x mask, mask alone)",
+    )
     args = p.parse_args(argv)
     s = Settings(**{k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__})
     torch.set_num_threads(s.threads)
@@ -766,7 +825,12 @@ def main(argv: list[str] | None = None) -> int:
         stage_pictures(s, recolored)
         adapters["recolor"] = (recolored, "masked")
         adapters["recolor-mask"] = (recolored, "mask")
-    quality = stage_mask_quality(s, [a for a, _ in adapters.values() if a is not None])
+    if args.segmentation:
+        adapters["segmentation"] = (Path(SEGMENTATION), "masked")
+        adapters["segmentation-mask"] = (Path(SEGMENTATION), "mask")
+    quality = stage_mask_quality(
+        s, [a for a, _ in adapters.values() if a is not None and str(a) != SEGMENTATION]
+    )
     if args.stop_after == "masks":
         print(json.dumps(quality, indent=2))
         return 0
