@@ -61,3 +61,23 @@ def test_unknown_task_is_refused(bench: object, tmp_path: Path) -> None:
     s = bench.Settings(out=tmp_path, task="walker")  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="--task"):
         bench.env_id(s)  # type: ignore[attr-defined]
+
+
+def test_perfect_mask_reference_keeps_only_the_moving_bodies(bench: object, tmp_path: Path) -> None:
+    s = bench.Settings(out=tmp_path, size=32)  # type: ignore[attr-defined]
+    seg = bench.SEGMENTATION  # type: ignore[attr-defined]
+    plain = bench.agent_env(s, "color-hard", None, "masked")  # type: ignore[attr-defined]
+    masked = bench.agent_env(s, "color-hard", seg, "masked")  # type: ignore[attr-defined]
+    silhouette = bench.agent_env(s, "color-hard", seg, "mask")  # type: ignore[attr-defined]
+    frames = [env.reset(seed=5)[0] for env in (plain, masked, silhouette)]
+    for _ in range(2):
+        action = np.array([0.5], dtype=np.float32)
+        frames = [env.step(action)[0] for env in (plain, masked, silhouette)]
+    full, kept, mask = frames
+    assert full.shape == kept.shape == mask.shape == (9, 32, 32)
+    on = mask > 0
+    assert set(np.unique(mask)) <= {0, 255} and 0.002 < on.mean() < 0.2  # the cart and pole only
+    np.testing.assert_array_equal(kept[on], full[on])  # same colours there (same seed, same distraction)
+    assert not kept[~on].any()
+    for env in (plain, masked, silhouette):
+        env.close()
