@@ -99,6 +99,7 @@ class Settings:
     train_steps: int = 300
     policy_width: int = 16  # conv channels of the pixel policy
     augment_shift: int = 0  # > 0: DAgger regression on randomly shifted frames (pad by N, crop; DrQ-style)
+    augment_color: float = 0.0  # > 0: that share of the DAgger batch gets one random colour x luminance
     batch_size: int = 64
     eval_episodes: int = 5
     swing_gain: float = 5.0  # swingup expert: energy-pumping gain, cart centring, LQR switch angle (rad)
@@ -306,6 +307,24 @@ def random_shift(batch: torch.Tensor, pad: int, rng: np.random.Generator) -> tor
     return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
+def random_tint(batch: torch.Tensor, prob: float, rng: np.random.Generator) -> torch.Tensor:
+    """Colour augmentation of the policy's training frames: a share ``prob`` of the (N, 3k, H, W) samples
+    is redrawn as one colour uniform in [0, 1]^3 times each pixel's luminance (over the sample's
+    brightest pixel), the same colour for every frame of the stack. On frame x mask observations this
+    draws the body colours ``color_hard`` draws, with the black background kept black."""
+    if prob <= 0:
+        return batch
+    x = batch.float()
+    n, c, h, w = x.shape
+    frames = x.view(n, c // 3, 3, h, w)
+    gray = 0.299 * frames[:, :, 0] + 0.587 * frames[:, :, 1] + 0.114 * frames[:, :, 2]  # (N, k, H, W)
+    peak = gray.flatten(1).amax(1).clamp_min(1.0).view(n, 1, 1, 1)
+    color = torch.from_numpy(rng.uniform(0.0, 1.0, size=(n, 1, 3, 1, 1))).float()
+    tinted = (color * (gray / peak).unsqueeze(2) * 255.0).view(n, c, h, w)
+    chosen = torch.from_numpy(rng.uniform(size=n) < prob).view(n, 1, 1, 1)
+    return torch.where(chosen, tinted, x)
+
+
 def train_dagger(
     s: Settings, seed: int, adapter: str | None, output: str = "masked"
 ) -> tuple[PixelPolicy, list[dict[str, Any]]]:
@@ -337,6 +356,8 @@ def train_dagger(
             batch = x[idx]
             if s.augment_shift > 0:
                 batch = random_shift(batch, s.augment_shift, rng)
+            if s.augment_color > 0:
+                batch = random_tint(batch, s.augment_color, rng)
             loss = nn.functional.mse_loss(policy(batch), y[idx])
             optimizer.zero_grad()
             loss.backward()

@@ -81,3 +81,20 @@ def test_perfect_mask_reference_keeps_only_the_moving_bodies(bench: object, tmp_
     assert not kept[~on].any()
     for env in (plain, masked, silhouette):
         env.close()
+
+
+def test_random_tint_recolours_the_body_and_keeps_black_black(bench: object) -> None:
+    import torch
+
+    batch = torch.zeros(64, 9, 8, 8, dtype=torch.uint8)
+    batch[:, :, 2:4, 2:4] = torch.tensor([200, 100, 50] * 3, dtype=torch.uint8).view(1, 9, 1, 1)
+    rng = np.random.default_rng(0)
+    torch.testing.assert_close(bench.random_tint(batch, 0.0, rng), batch)  # type: ignore[attr-defined]
+    out = bench.random_tint(batch, 0.5, rng)  # type: ignore[attr-defined]
+    assert out.shape == batch.shape and float(out.min()) >= 0 and float(out.max()) <= 255
+    assert not out[:, :, 0, 0].any()  # the black background stays black
+    changed = (out - batch.float()).abs().flatten(1).amax(1) > 1e-3
+    assert 20 < int(changed.sum()) < 44
+    body = out[changed][:, :, 2, 2]  # (n, 9): the same colour in every frame of the stack
+    torch.testing.assert_close(body[:, :3], body[:, 3:6])
+    assert body[:, :3].std(0).min() > 40  # colours spread over the RGB cube
