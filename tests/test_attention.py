@@ -373,9 +373,15 @@ def test_zoo_adapter_fit_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(argv) == 1  # refuses to overwrite
     assert "--force" in capsys.readouterr().err
     again = [*argv[: argv.index("--out") + 1], str(tmp_path / "again"), *argv[argv.index("--out") + 2 :]]
-    assert main([*again, "--transporter", str(out), "--stage1-iterations", "0"]) == 0  # stage 1 reused
+    colour = ["--recolor-prob", "0.5", "--recolor-mode", "rgb", "--color-transform-prob", "0.5"]
+    colour += ["--region-recolor-prob", "0.5"]
+    assert (
+        main([*again, "--transporter", str(out), "--stage1-iterations", "0", *colour]) == 0
+    )  # stage 1 reused
     refit = json.loads((tmp_path / "again" / "fit.json").read_text())
     assert refit["transporter_reused_from"] == str(out)
+    assert refit["stage2"]["recolor_mode"] == "rgb" and refit["stage2"]["color_transform_prob"] == 0.5
+    assert refit["stage2"]["region_recolor_prob"] == 0.5
     assert (tmp_path / "again" / "transporter.safetensors").read_bytes() == (
         out / "transporter.safetensors"
     ).read_bytes()
