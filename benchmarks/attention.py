@@ -100,6 +100,7 @@ class Settings:
     policy_width: int = 16  # conv channels of the pixel policy
     augment_shift: int = 0  # > 0: DAgger regression on randomly shifted frames (pad by N, crop; DrQ-style)
     augment_color: float = 0.0  # > 0: that share of the DAgger batch gets one random colour x luminance
+    adapter_binarize: float = -1.0  # >= 0: the agents see frame x (mask > this) instead of the soft mask
     batch_size: int = 64
     eval_episodes: int = 5
     swing_gain: float = 5.0  # swingup expert: energy-pumping gain, cart centring, LQR switch angle (rad)
@@ -294,6 +295,7 @@ def agent_env(s: Settings, distraction: str | None, adapter: str | None, output:
         distraction=distraction or "none",
         adapter=None if adapter == SEGMENTATION else adapter,
         adapter_output=output,
+        adapter_threshold=s.adapter_binarize if s.adapter_binarize >= 0 else None,
     )
     return SegmentationMask(env, output) if adapter == SEGMENTATION else env
 

@@ -415,5 +415,16 @@ def test_zoo_adapter_fit_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     obs, _ = env.reset(seed=0)
     assert obs.shape == (6, 20, 20)
+    from critwrap.attention.pipeline import RenderSettings, make_pixel_env
+
+    binary = make_pixel_env(
+        "dm_control/cartpole-balance-v0",
+        RenderSettings(size=20, shadows=False),
+        channels_first=True,
+        adapter=str(out),
+        adapter_output="mask",
+        adapter_threshold=0.5,
+    )
+    assert set(np.unique(binary.reset(seed=0)[0])) <= {0, 255}  # binarised mask
     assert main(["adapter", "fit", "--env", "CartPole-v1", "--out", str(tmp_path / "x"), "--size", "20"]) == 1
     assert "RGB" in capsys.readouterr().err

@@ -71,13 +71,15 @@ def make_pixel_env(
     distraction: str = "none",
     adapter: str | None = None,
     adapter_output: str = "masked",
+    adapter_threshold: float | None = None,
     seed: int | None = None,
 ) -> gym.Env[Any, Any]:
     """A pixel env: MuJoCo envs are rendered (PixelObservation); others must already give RGB images.
 
     ``distraction`` is a key of :data:`DISTRACTIONS`; ``adapter`` a checkpoint folder for
     :class:`~critwrap.wrappers.attention.AttentionAdapter` (applied last, after the distraction), with
-    ``adapter_output`` its ``output`` (``"masked"``: frame x mask, VAI's; ``"mask"``: the mask alone).
+    ``adapter_output`` its ``output`` (``"masked"``: frame x mask, VAI's; ``"mask"``: the mask alone)
+    and ``adapter_threshold`` its ``threshold`` (None: the soft mask; a number: the mask binarised there).
     """
     import critwrap
 
@@ -112,7 +114,10 @@ def make_pixel_env(
     else:
         wrappers += specs
     if adapter is not None:
-        wrappers.append(("attention-adapter", {"checkpoint": str(adapter), "output": adapter_output}))
+        kwargs: dict[str, Any] = {"checkpoint": str(adapter), "output": adapter_output}
+        if adapter_threshold is not None:
+            kwargs["threshold"] = float(adapter_threshold)
+        wrappers.append(("attention-adapter", kwargs))
     return critwrap.make(env_id, wrappers=wrappers)
 
 
