@@ -100,6 +100,7 @@ class Settings:
     policy_width: int = 16  # conv channels of the pixel policy
     augment_shift: int = 0  # > 0: DAgger regression on randomly shifted frames (pad by N, crop; DrQ-style)
     augment_color: float = 0.0  # > 0: that share of the DAgger batch gets one random colour x luminance
+    augment_color_regions: int = 1  # > 1: that many colour regions per sample, each with its own colour
     adapter_binarize: float = -1.0  # >= 0: the agents see frame x (mask > this) instead of the soft mask
     batch_size: int = 64
     eval_episodes: int = 5
@@ -327,6 +328,49 @@ def random_tint(batch: torch.Tensor, prob: float, rng: np.random.Generator) -> t
     return torch.where(chosen, tinted, x)
 
 
+def random_region_tint(
+    batch: torch.Tensor, prob: float, rng: np.random.Generator, regions: int = 4, steps: int = 4
+) -> torch.Tensor:
+    """:func:`random_tint` per colour region: the pixels of each chosen (3k, H, W) sample (all its stacked
+    frames together) are grouped into ``regions`` colour clusters (batched k-means, started at the darkest
+    pixel and then the farthest ones), and each cluster gets its own colour uniform in [0, 1]^3 times each
+    pixel's luminance over its cluster's mean (capped at 2). Black stays black. On frame x mask
+    observations this draws what ``color_hard`` does to the body *and* to any background the mask keeps."""
+    if prob <= 0:
+        return batch
+    out = batch.float().clone()
+    chosen = torch.from_numpy(np.flatnonzero(rng.uniform(size=len(batch)) < prob))
+    if len(chosen) == 0:
+        return out
+    x = out[chosen]
+    n, c, h, w = x.shape
+    k = c // 3
+    points = x.view(n, k, 3, h * w).permute(0, 1, 3, 2).reshape(n, k * h * w, 3)  # (N, P, 3)
+    gray = points @ torch.tensor([0.299, 0.587, 0.114])  # (N, P)
+    # the clusters are found on 1024 sampled pixels per sample (plus the darkest and the farthest), then
+    # every pixel joins its nearest centre
+    sample = torch.from_numpy(rng.integers(0, points.shape[1], size=(n, 1024)))
+    sub = points.gather(1, sample.unsqueeze(2).expand(-1, -1, 3))
+    centers = points[torch.arange(n), gray.argmin(1)].unsqueeze(1)  # (N, 1, 3)
+    while centers.shape[1] < regions:
+        far = torch.cdist(points, centers).min(2).values.argmax(1)
+        centers = torch.cat([centers, points[torch.arange(n), far].unsqueeze(1)], 1)
+    for _ in range(steps):
+        onehot = nn.functional.one_hot(torch.cdist(sub, centers).argmin(2), regions).float()
+        counts = onehot.sum(1).unsqueeze(2)
+        centers = torch.where(counts > 0, onehot.transpose(1, 2) @ sub / counts.clamp_min(1.0), centers)
+    labels = torch.cdist(points, centers).argmin(2)
+    onehot = nn.functional.one_hot(labels, regions).float()
+    mean_gray = (onehot * gray.unsqueeze(2)).sum(1) / onehot.sum(1).clamp_min(1.0)  # (N, K)
+    shading = (gray / mean_gray.gather(1, labels).clamp_min(1e-3)).clamp(max=2.0)
+    colors = torch.from_numpy(rng.uniform(0.0, 1.0, size=(n, regions, 3))).float()
+    new = colors.gather(1, labels.unsqueeze(2).expand(-1, -1, 3)) * (shading * 255.0 * (gray > 0)).unsqueeze(
+        2
+    )
+    out[chosen] = new.clamp(0, 255).view(n, k, h * w, 3).permute(0, 1, 3, 2).reshape(n, c, h, w)
+    return out
+
+
 def train_dagger(
     s: Settings, seed: int, adapter: str | None, output: str = "masked"
 ) -> tuple[PixelPolicy, list[dict[str, Any]]]:
@@ -358,7 +402,9 @@ def train_dagger(
             batch = x[idx]
             if s.augment_shift > 0:
                 batch = random_shift(batch, s.augment_shift, rng)
-            if s.augment_color > 0:
+            if s.augment_color > 0 and s.augment_color_regions > 1:
+                batch = random_region_tint(batch, s.augment_color, rng, s.augment_color_regions)
+            elif s.augment_color > 0:
                 batch = random_tint(batch, s.augment_color, rng)
             loss = nn.functional.mse_loss(policy(batch), y[idx])
             optimizer.zero_grad()

@@ -98,3 +98,20 @@ def test_random_tint_recolours_the_body_and_keeps_black_black(bench: object) -> 
     body = out[changed][:, :, 2, 2]  # (n, 9): the same colour in every frame of the stack
     torch.testing.assert_close(body[:, :3], body[:, 3:6])
     assert body[:, :3].std(0).min() > 40  # colours spread over the RGB cube
+
+
+def test_random_region_tint_gives_each_region_its_own_colour(bench: object) -> None:
+    import torch
+
+    batch = torch.zeros(32, 9, 16, 16, dtype=torch.uint8)
+    batch[:, :, 2:4, 2:6] = torch.tensor([200, 100, 50] * 3, dtype=torch.uint8).view(1, 9, 1, 1)  # "cart"
+    batch[:, :, 10:12, :] = torch.tensor([50, 60, 200] * 3, dtype=torch.uint8).view(1, 9, 1, 1)  # "rail"
+    rng = np.random.default_rng(0)
+    torch.testing.assert_close(bench.random_region_tint(batch, 0.0, rng), batch)  # type: ignore[attr-defined]
+    out = bench.random_region_tint(batch, 1.0, rng, regions=3)  # type: ignore[attr-defined]
+    assert not out[:, :, 0, 0].any()  # black stays black
+    cart, rail = out[:, :3, 3, 3], out[:, :3, 10, 8]
+    torch.testing.assert_close(out[:, :3, 2, 2], cart)  # a region stays uniform
+    torch.testing.assert_close(out[:, 3:6, 3, 3], cart)  # the same colour in every stacked frame
+    assert (cart - rail).abs().sum(1).min() > 1.0  # regions get different colours
+    assert cart.std(0).min() > 30  # colours spread over the RGB cube
