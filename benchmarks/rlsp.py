@@ -62,14 +62,70 @@ SAC_KWARGS: dict[str, Any] = {
     "learning_starts": 1000,
     "policy_kwargs": {"net_arch": [64, 64]},
 }
+# HalfCheetah on a 2-core CPU: a 128x128 SAC (104 steps/s on one thread here, a 256x256 one 52), learning
+# rate 1e-3; the original's expert is rl-baselines-zoo's 256x256 SAC trained for 2 000 000 steps.
+CHEETAH_SAC_KWARGS: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "batch_size": 256,
+    "gamma": 0.99,
+    "tau": 0.01,
+    "buffer_size": 300_000,
+    "learning_starts": 2000,
+    "policy_kwargs": {"net_arch": [128, 128]},
+}
+
+
+class AliveReward(gym.Wrapper[Any, Any, Any, Any]):
+    """Calibration: the true task as a state reward (1 while |angle| <= 0.2), termination ignored like the
+    inferred rewards: what SAC makes of a perfect state reward in ``--eval-steps`` steps."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, _, _, truncated, info = self.env.step(action)
+        return obs, float(abs(obs[1]) <= 0.2), False, truncated, info
+
+
+class VelocityReward(gym.Wrapper[Any, Any, Any, Any]):
+    """Calibration for HalfCheetah: the forward velocity in the observation (``obs[8]``, the root's x
+    velocity; the true reward is the same velocity minus a control cost) as a state reward."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, _, _, truncated, info = self.env.step(action)
+        return obs, float(obs[8]), False, truncated, info
+
+
+# per env: SAC, when the expert counts as trained, defaults of the evaluation, the calibration reward
+PROFILES: dict[str, dict[str, Any]] = {
+    "InvertedPendulum-v5": {
+        "sac_kwargs": SAC_KWARGS,
+        "expert_target": 1000.0,
+        "expert_steps": 20_000,
+        "expert_chunk": 2000,
+        "eval_steps": 6000,
+        "train_episode_steps": 100,
+        "oracle": ("oracle-alive", AliveReward),
+        "solver_iterations": 200,
+    },
+    "HalfCheetah-v5": {
+        "sac_kwargs": CHEETAH_SAC_KWARGS,
+        "expert_target": None,  # trained for --expert-steps
+        "expert_steps": 60_000,
+        "expert_chunk": 10_000,
+        "eval_steps": 30_000,
+        "train_episode_steps": 1000,
+        "oracle": ("oracle-velocity", VelocityReward),
+        "solver_iterations": 500,
+    },
+}
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def true_return(model: Any, episodes: int, seed: int) -> tuple[float, float, list[float]]:
-    env = gym.make(ENV_ID)
+def true_return(
+    model: Any, episodes: int, seed: int, env_id: str = ENV_ID
+) -> tuple[float, float, list[float]]:
+    env = gym.make(env_id)
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
@@ -84,7 +140,9 @@ def true_return(model: Any, episodes: int, seed: int) -> tuple[float, float, lis
     return float(np.mean(returns)), float(np.std(returns)), returns
 
 
-def train_expert(out: Path, max_steps: int, episodes: int) -> tuple[Any, dict[str, Any]]:
+def train_expert(
+    out: Path, max_steps: int, episodes: int, env_id: str = ENV_ID
+) -> tuple[Any, dict[str, Any]]:
     from stable_baselines3 import SAC
 
     path = out / "expert.zip"
@@ -93,15 +151,16 @@ def train_expert(out: Path, max_steps: int, episodes: int) -> tuple[Any, dict[st
         log(f"expert: loading {path}")
         return SAC.load(str(path), device="cpu"), json.loads(info_path.read_text())
     t0, c0 = time.perf_counter(), time.process_time()
-    model = SAC("MlpPolicy", gym.make(ENV_ID), seed=0, device="cpu", **SAC_KWARGS)
+    prof = PROFILES[env_id]
+    model = SAC("MlpPolicy", gym.make(env_id), seed=0, device="cpu", **prof["sac_kwargs"])
     mean = 0.0
     while model.num_timesteps < max_steps:
-        model.learn(2000, reset_num_timesteps=False)
-        mean, _, _ = true_return(model, 5, seed=50_000)
+        model.learn(prof["expert_chunk"], reset_num_timesteps=False)
+        mean, _, _ = true_return(model, 5, seed=50_000, env_id=env_id)
         log(f"expert: {model.num_timesteps} steps, return {mean:.1f}")
-        if mean >= 1000:
+        if prof["expert_target"] is not None and mean >= prof["expert_target"]:
             break
-    mean, std, returns = true_return(model, episodes, seed=60_000)
+    mean, std, returns = true_return(model, episodes, seed=60_000, env_id=env_id)
     info = {
         "steps": model.num_timesteps,
         "return_mean": mean,
@@ -116,34 +175,26 @@ def train_expert(out: Path, max_steps: int, episodes: int) -> tuple[Any, dict[st
     return model, info
 
 
-class AliveReward(gym.Wrapper[Any, Any, Any, Any]):
-    """Calibration: the true task as a state reward (1 while |angle| <= 0.2), termination ignored like the
-    inferred rewards: what SAC makes of a perfect state reward in ``--eval-steps`` steps."""
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, _, _, truncated, info = self.env.step(action)
-        return obs, float(abs(obs[1]) <= 0.2), False, truncated, info
-
-
 def evaluate_reward(
-    reward: Any, seed: int, steps: int, episodes: int, train_episode_steps: int
+    reward: Any, seed: int, steps: int, episodes: int, train_episode_steps: int, env_id: str = ENV_ID
 ) -> dict[str, Any]:
-    """Train a fresh SAC on the inferred reward (``None``: the AliveReward calibration); its true return."""
+    """Train a fresh SAC on the inferred reward (``None``: the env's calibration reward); its true return."""
     from stable_baselines3 import SAC
 
     from critwrap.wrappers.rlsp_reward import RLSPReward
 
     env: gym.Env[Any, Any]
-    base = gym.make(ENV_ID, max_episode_steps=train_episode_steps)
+    prof = PROFILES[env_id]
+    base = gym.make(env_id, max_episode_steps=train_episode_steps)
     if reward is None:
-        env = AliveReward(base)
+        env = prof["oracle"][1](base)
     else:
         env = RLSPReward(base, ignore_termination=True)
         env.set_inferred_reward(reward)
     t0, c0 = time.perf_counter(), time.process_time()
-    model = SAC("MlpPolicy", env, seed=seed, device="cpu", **SAC_KWARGS)
+    model = SAC("MlpPolicy", env, seed=seed, device="cpu", **prof["sac_kwargs"])
     model.learn(steps)
-    mean, std, returns = true_return(model, episodes, seed=70_000 + 100 * seed)
+    mean, std, returns = true_return(model, episodes, seed=70_000 + 100 * seed, env_id=env_id)
     return {
         "return_mean": mean,
         "return_std": std,
@@ -183,26 +234,31 @@ def run(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     done = load_done(results)
+    env_id = args.env
+    prof = PROFILES[env_id]
     overrides: dict[str, Any] = {
-        "solver_iterations": 200,
+        "solver_iterations": prof["solver_iterations"],
         "max_epochs_per_horizon": 1,
-        "sac_kwargs": {**SAC_KWARGS, "learning_starts": 0},
+        "sac_kwargs": {**prof["sac_kwargs"], "learning_starts": 0},
     }
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
     started = time.process_time()
-    expert, expert_info = train_expert(out, args.expert_steps, args.eval_episodes)
+    expert, expert_info = train_expert(out, args.expert_steps, args.eval_episodes, env_id)
     expert_policy = sb3_policy(expert)
     max_n = max(args.n_states)
     for seed in args.oracle_seeds:
-        if ("oracle-alive", 0, seed) not in done:
-            row = {"method": "oracle-alive", "n_states": 0, "seed": seed}
+        oracle = prof["oracle"][0]
+        if (oracle, 0, seed) not in done:
+            row = {"method": oracle, "n_states": 0, "seed": seed}
             row.update(
-                evaluate_reward(None, seed, args.eval_steps, args.eval_episodes, args.train_episode_steps)
+                evaluate_reward(
+                    None, seed, args.eval_steps, args.eval_episodes, args.train_episode_steps, env_id
+                )
             )
             append(results, row)
-            log(f"seed {seed} oracle-alive: true return {row['return_mean']:.1f}")
+            log(f"seed {seed} {oracle}: true return {row['return_mean']:.1f}")
     for seed in args.seeds:
         todo = [
             (m, n)
@@ -215,10 +271,10 @@ def run(args: argparse.Namespace) -> Path:
         cfg = RLSPConfig.fast(**{**overrides, "seed": seed, "verbose": 1})
         t0, c0 = time.perf_counter(), time.process_time()
         states, ep_returns = sample_states_from_policy(
-            lambda: gym.make(ENV_ID), expert_policy, max_n, seed=10_000 * (seed + 1)
+            lambda: gym.make(env_id), expert_policy, max_n, seed=10_000 * (seed + 1)
         )
         np.save(out / f"states_seed{seed}.npy", states)
-        shared = DeepRLSP(ENV_ID, states, cfg, expert=expert_policy)
+        shared = DeepRLSP(env_id, states, cfg, expert=expert_policy)
         shared.setup()  # data, VAE and inverse dynamics, once per seed
         setup_seconds, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
         log(
@@ -231,14 +287,14 @@ def run(args: argparse.Namespace) -> Path:
             extra: dict[str, Any] = {}
             if method == "deep-rlsp":
                 rlsp = DeepRLSP(
-                    ENV_ID,
+                    env_id,
                     obs,
                     cfg,
                     encoder=shared.encoder,
                     inverse_dynamics=shared.inverse_dynamics,
                     transitions=shared.transitions,
                 )
-                result = infer_reward(ENV_ID, obs, cfg, rlsp=rlsp)
+                result = infer_reward(env_id, obs, cfg, rlsp=rlsp)
                 reward = result.reward
                 extra = {
                     "epochs": len(result.history),
@@ -249,7 +305,7 @@ def run(args: argparse.Namespace) -> Path:
                     ),
                     "rlsp_policy_steps": int(result.model.num_timesteps),
                 }
-                rlsp_policy_return = true_return(result.model, 3, seed=80_000)[0]
+                rlsp_policy_return = true_return(result.model, 3, seed=80_000, env_id=env_id)[0]
                 extra["rlsp_policy_true_return"] = rlsp_policy_return
             elif method == "waypoints" and n == 1 and ("average-features", 1, seed) in load_done(results):
                 row = dict(load_done(results)[("average-features", 1, seed)])
@@ -260,12 +316,14 @@ def run(args: argparse.Namespace) -> Path:
                 log(f"seed {seed} n {n} {method}: same reward as average-features, {row['return_mean']:.1f}")
                 continue
             elif method == "average-features":
-                reward = average_features_reward(shared.encoder, obs, ENV_ID)
+                reward = average_features_reward(shared.encoder, obs, env_id)
             else:
-                reward = waypoints_reward(shared.encoder, obs, ENV_ID)
+                reward = waypoints_reward(shared.encoder, obs, env_id)
             reward.save(out / f"reward_{method}_n{n}_seed{seed}.safetensors")
             infer_seconds, infer_cpu = time.perf_counter() - t1, time.process_time() - c1
-            ev = evaluate_reward(reward, seed, args.eval_steps, args.eval_episodes, args.train_episode_steps)
+            ev = evaluate_reward(
+                reward, seed, args.eval_steps, args.eval_episodes, args.train_episode_steps, env_id
+            )
             row = {
                 "method": method,
                 "n_states": n,
@@ -282,7 +340,7 @@ def run(args: argparse.Namespace) -> Path:
                 f"seed {seed} n {n} {method}: true return {ev['return_mean']:.1f} (infer {infer_seconds:.0f}s)"
             )
     meta = {
-        "env": ENV_ID,
+        "env": env_id,
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or 'unknown'}), "
         f"{platform.system()} {platform.release()}",
@@ -290,7 +348,7 @@ def run(args: argparse.Namespace) -> Path:
         "expert": expert_info,
         "cpu_seconds_this_run": time.process_time() - started,
         "args": vars(args),
-        "sac_kwargs": SAC_KWARGS,
+        "sac_kwargs": prof["sac_kwargs"],
         "rlsp_overrides": overrides,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -305,7 +363,7 @@ def summarize(out: Path, markdown: Path | None) -> str:
         "| method | n states | true return (mean +- std over seeds) | % of expert | per seed |",
         "|---|---|---|---|---|",
     ]
-    for method in ("deep-rlsp", "average-features", "waypoints", "oracle-alive"):
+    for method in ("deep-rlsp", "average-features", "waypoints", "oracle-alive", "oracle-velocity"):
         for n in sorted({r["n_states"] for r in rows}):
             sel = sorted(
                 (r for r in rows if r["method"] == method and r["n_states"] == n), key=lambda r: r["seed"]
@@ -340,26 +398,40 @@ def main() -> None:
     p.add_argument("--out", default="bench_out/rlsp")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-states", type=int, nargs="+", default=[1, 10, 50])
-    p.add_argument("--eval-steps", type=int, default=6000, help="SAC steps on each inferred reward")
+    p.add_argument("--env", default=ENV_ID, choices=sorted(PROFILES), help="MuJoCo task")
+    p.add_argument(
+        "--eval-steps",
+        type=int,
+        default=None,
+        help="SAC steps on each inferred reward (pendulum 6000, cheetah 30000)",
+    )
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument(
         "--train-episode-steps",
         type=int,
-        default=100,
-        help="episode length while SAC trains on an inferred reward (termination ignored; original: 1000)",
+        default=None,
+        help="episode length while SAC trains on an inferred reward (termination ignored; pendulum 100, "
+        "cheetah 1000; original: 1000)",
     )
-    p.add_argument("--expert-steps", type=int, default=20_000, help="at most this many expert SAC steps")
+    p.add_argument(
+        "--expert-steps", type=int, default=None, help="at most this many expert SAC steps (20 000 / 60 000)"
+    )
     p.add_argument(
         "--oracle-seeds",
         type=int,
         nargs="*",
         default=[0],
-        help="seeds of the calibration run: SAC on the true alive indicator, termination ignored",
+        help="seeds of the calibration run: SAC on the true task as a state reward (pendulum: alive "
+        "indicator; cheetah: forward velocity), termination ignored",
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="RLSPConfig override")
     p.add_argument("--markdown", default=None, help="write the summary table there")
     p.add_argument("--summary-only", action="store_true", help="only rebuild the summary from --out")
     args = p.parse_args()
+    prof = PROFILES[args.env]
+    for key in ("eval_steps", "train_episode_steps", "expert_steps"):
+        if getattr(args, key) is None:
+            setattr(args, key, prof[key])
     out = Path(args.out)
     if not args.summary_only:
         run(args)
