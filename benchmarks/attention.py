@@ -102,6 +102,10 @@ class Settings:
     augment_color: float = 0.0  # > 0: that share of the DAgger batch gets one random colour x luminance
     augment_color_regions: int = 1  # > 1: that many colour regions per sample, each with its own colour
     adapter_binarize: float = -1.0  # >= 0: the agents see frame x (mask > this) instead of the soft mask
+    # > 0: DAgger keeps the raw frames and that share of each batch gets critwrap's colour remapping or
+    # region recolouring (half each, one draw per sample for all its stacked frames) *before* the
+    # adapter masks them, so the policy trains on the adapter's own output for recoloured frames
+    augment_input: float = 0.0
     batch_size: int = 64
     eval_episodes: int = 5
     swing_gain: float = 5.0  # swingup expert: energy-pumping gain, cart centring, LQR switch angle (rad)
@@ -211,7 +215,7 @@ def rollout(
     s: Settings,
     env: Any,
     seed: int,
-    policy: PixelPolicy | None,
+    policy: Any,  # anything with act(obs): a PixelPolicy, or one behind an InputMasker
     gain: np.ndarray,
     beta: float,
     noise: float,
@@ -371,14 +375,79 @@ def random_region_tint(
     return out
 
 
+def augment_raw_frames(batch: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """``--augment-input``: recolour a share ``prob`` of the raw (B, 3k, H, W) uint8 samples, half with
+    :func:`~critwrap.attention.adapter.transform_colors`, half with
+    :func:`~critwrap.attention.adapter.recolor_regions`; a sample's k frames are laid side by side first,
+    so all of them get the same draw (the same new colour per region)."""
+    from critwrap.attention.adapter import recolor_regions, transform_colors
+
+    if prob <= 0:
+        return batch
+    b, c, h, w = batch.shape
+    k = c // 3
+    wide = batch.view(b, k, 3, h, w).permute(0, 2, 3, 1, 4).reshape(b, 3, h, k * w).float() / 255.0
+    wide = transform_colors(wide, prob / 2, generator)
+    wide = recolor_regions(wide, prob / 2, generator)
+    out = (wide * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return out.view(b, 3, h, k, w).permute(0, 3, 1, 2, 4).reshape(b, c, h, w)
+
+
+class InputMasker:
+    """The frozen adapter of an :class:`~critwrap.wrappers.attention.AttentionAdapter` as a function of raw
+    observations: ``observation`` for one (what the agent acts on), ``batch`` for a (B, 3k, H, W) uint8
+    batch (the same arithmetic, in one forward pass)."""
+
+    def __init__(self, env: Any, checkpoint: str, output: str, threshold: float | None) -> None:
+        from critwrap.wrappers.attention import AttentionAdapter
+
+        self.wrapper = AttentionAdapter(env, checkpoint=checkpoint, output=output, threshold=threshold)
+
+    def observation(self, obs: np.ndarray) -> np.ndarray:
+        return self.wrapper.observation(obs)
+
+    @torch.inference_mode()
+    def batch(self, batch: torch.Tensor) -> torch.Tensor:
+        w = self.wrapper
+        b, c, h, width = batch.shape
+        frames = batch.reshape(b * (c // 3), 3, h, width).float()
+        mask = w.adapter(frames / 255.0)[:, 0]
+        if w.threshold is not None:
+            mask = (mask > w.threshold).float()
+        if w.output == "mask":
+            out = torch.round(255.0 * mask).unsqueeze(1).expand(-1, 3, -1, -1)
+        else:
+            out = torch.round(frames * mask.unsqueeze(1))
+        return out.to(torch.uint8).reshape(b, c, h, width)
+
+
+class _MaskedActor:
+    def __init__(self, policy: PixelPolicy, masker: InputMasker) -> None:
+        self.policy, self.masker = policy, masker
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.act(self.masker.observation(obs))
+
+
 def train_dagger(
     s: Settings, seed: int, adapter: str | None, output: str = "masked"
 ) -> tuple[PixelPolicy, list[dict[str, Any]]]:
-    env = agent_env(s, None, adapter, output)
+    raw_input = s.augment_input > 0
+    if raw_input and adapter == SEGMENTATION:
+        raise SystemExit(
+            "--augment-input works with learned adapters and the plain policy, not --segmentation"
+        )
+    env = agent_env(s, None, None if raw_input else adapter, output)
     gain = lqr_gain(env, s.action_repeat)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     policy = PixelPolicy(3 * s.frame_stack, s.size, width=s.policy_width)
+    masker = None
+    if raw_input and adapter is not None:
+        threshold = s.adapter_binarize if s.adapter_binarize >= 0 else None
+        masker = InputMasker(env, adapter, output, threshold)
+    actor: Any = policy if masker is None else _MaskedActor(policy, masker)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
     data_obs: list[np.ndarray] = []
     data_act: list[np.ndarray] = []
@@ -388,7 +457,7 @@ def train_dagger(
         returns = []
         for e in range(s.episodes_per_round):
             obs, labels, total = rollout(
-                s, env, 1000 * seed + 100 * round_ + e, None if round_ == 0 else policy, gain, beta, 0.3, rng
+                s, env, 1000 * seed + 100 * round_ + e, None if round_ == 0 else actor, gain, beta, 0.3, rng
             )
             data_obs += obs
             data_act += labels
@@ -400,6 +469,10 @@ def train_dagger(
         for _ in range(s.train_steps):
             idx = torch.from_numpy(rng.integers(0, len(x), size=s.batch_size))
             batch = x[idx]
+            if raw_input:  # raw frames: recolour, then mask with the frozen adapter
+                batch = augment_raw_frames(batch, s.augment_input, generator)
+                if masker is not None:
+                    batch = masker.batch(batch)
             if s.augment_shift > 0:
                 batch = random_shift(batch, s.augment_shift, rng)
             if s.augment_color > 0 and s.augment_color_regions > 1:

@@ -115,3 +115,40 @@ def test_random_region_tint_gives_each_region_its_own_colour(bench: object) -> N
     torch.testing.assert_close(out[:, 3:6, 3, 3], cart)  # the same colour in every stacked frame
     assert (cart - rail).abs().sum(1).min() > 1.0  # regions get different colours
     assert cart.std(0).min() > 30  # colours spread over the RGB cube
+
+
+def test_augment_input_recolours_all_stacked_frames_alike(bench: object) -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    frame = torch.from_numpy(rng.integers(0, 256, size=(3, 12, 12), dtype=np.uint8))
+    batch = frame.repeat(8, 3, 1, 1)  # 8 samples of 3 identical stacked frames: (8, 9, 12, 12)
+    same = bench.augment_raw_frames(batch, 0.0, torch.Generator().manual_seed(0))  # type: ignore[attr-defined]
+    assert torch.equal(same, batch)
+    out = bench.augment_raw_frames(batch, 1.0, torch.Generator().manual_seed(0))  # type: ignore[attr-defined]
+    assert out.shape == batch.shape and out.dtype == torch.uint8
+    for sample in out:  # one draw per sample: its stacked frames stay identical to each other
+        assert torch.equal(sample[0:3], sample[3:6]) and torch.equal(sample[0:3], sample[6:9])
+    assert sum(not torch.equal(sample, batch[0]) for sample in out) >= 6  # and they were recoloured
+    # distinct frames keep their own content and order in the stack
+    stack = torch.from_numpy(rng.integers(0, 256, size=(4, 9, 12, 12), dtype=np.uint8))
+    kept = bench.augment_raw_frames(stack, 1e-9, torch.Generator().manual_seed(0))  # type: ignore[attr-defined]
+    assert torch.equal(kept, stack)
+
+
+def test_input_masker_batch_matches_the_wrapper_it_stands_for(bench: object, tmp_path: Path) -> None:
+    import gymnasium as gym
+    import torch
+
+    from critwrap.attention.adapter import MaskAdapter
+
+    torch.manual_seed(0)
+    MaskAdapter(4, (20, 20)).save(tmp_path)
+    env = gym.make("CartPole-v1")
+    env.observation_space = gym.spaces.Box(0, 255, (9, 20, 20), np.uint8)  # 3 stacked RGB frames
+    obs = np.random.default_rng(1).integers(0, 256, size=(5, 9, 20, 20), dtype=np.uint8)
+    for output, threshold in (("masked", None), ("mask", None), ("masked", 0.5)):
+        masker = bench.InputMasker(env, str(tmp_path), output, threshold)  # type: ignore[attr-defined]
+        batched = masker.batch(torch.from_numpy(obs)).numpy()
+        one_by_one = np.stack([masker.observation(o) for o in obs])
+        assert np.array_equal(batched, one_by_one), (output, threshold)
