@@ -1,4 +1,4 @@
-"""Deep RLSP on InvertedPendulum-v5: the paper's protocol (Lindner et al. 2021, Table 1), on a CPU budget.
+"""Deep RLSP on InvertedPendulum-v5 (or HalfCheetah-v5): the paper's protocol (Lindner et al. 2021, Table 1), on a CPU budget.
 
 1. Train an expert SAC on the true reward (stopped once its evaluation return reaches 1000).
 2. Per seed: draw 50 observed states from the expert (one random observation from each of 50
@@ -29,8 +29,16 @@ curriculum (``max_epochs_per_horizon=1``; the original allows up to 10 while the
 last gradients is above 2, which here meant ~10 epochs per horizon, 300 in all); the other reductions
 are those of ``RLSPConfig.fast``.
 
+``--env HalfCheetah-v5`` runs the same protocol on HalfCheetah forward with the cheetah profile of
+:data:`PROFILES`: a 128x128 SAC (learning rate 1e-3), an expert trained for ``--expert-steps`` (60 000)
+on the true reward, evaluation SACs of 30 000 steps on 1 000-step episodes, 500 SAC steps between
+Deep RLSP's gradient steps, and the calibration row ``oracle-velocity`` (the forward velocity in the
+observation as the reward). ``benchmarks/rlsp_reward_probe.py`` then shows what each inferred reward
+pays for and how far the simulated past drifts.
+
 Usage:
     python benchmarks/rlsp.py --out bench_out/rlsp --markdown bench_out/rlsp/summary.md
+    python benchmarks/rlsp.py --env HalfCheetah-v5 --out bench_out/rlsp_cheetah --n-states 1 10
     python benchmarks/rlsp.py --out bench_out/rlsp --summary-only   # the table again, from results.jsonl
     python benchmarks/rlsp.py --out /tmp/rlsp_smoke --seeds 0 --n-states 1 --eval-steps 500 \\
         --expert-steps 1000 --set solver_iterations=50 --set horizon=2   # a smoke run
