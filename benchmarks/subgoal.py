@@ -16,7 +16,10 @@
    scripted episodes of the task, ``k=12, threshold=0.99, exclude_failed=True, potential_based=True,
    gamma=0.99`` (k and threshold chosen on held-out scripted episodes, see ``--sweep``); the policy
    sees the symbolic view. The success rate is measured on the training episodes (original reward > 0
-   at termination), in 10 windows of steps.
+   at termination), in 10 windows of steps. ``ppo+oracle`` is a calibration arm, not a critwrap
+   method: the same potential-based shaping with *perfect* subgoals read from the simulator (the key
+   picked up, the locked door opened, and on KeyCorridor the key put down after that; ``OracleSubgoals``),
+   i.e. the best the detector's subgoals could do for this PPO.
 4. **Aggregate.** Per task: IQM over seeds (rliable, stratified bootstrap 95% CIs, via
    :mod:`critwrap.evaluation.aggregate`) of the final success rate (last 20% of the steps) and the IQM
    curve; a PNG of the curves. Results are appended to ``results.jsonl`` (a rerun skips what is done).
@@ -50,7 +53,7 @@ TASKS = {
     "KeyCorridorS3R3": "MiniGrid-KeyCorridorS3R3-v0",
 }
 TILE = 4
-METHODS = ("ppo", "ppo+subgoal")
+METHODS = ("ppo", "ppo+subgoal", "ppo+oracle")
 
 
 # ---- environments ------------------------------------------------------------------------------------
@@ -86,11 +89,66 @@ class Views(gym.Wrapper[np.ndarray, Any, Any, Any]):
         return rgb, reward, terminated, truncated, info
 
 
+class OracleSubgoals(gym.Wrapper[Any, Any, Any, Any]):
+    """Calibration arm ``ppo+oracle``: the same potential-based form as ``SubgoalReward``
+    (``r + gamma * (1 - terminated) * phi(s') - phi(s)``, each subgoal paying once per episode), with
+    ``phi = bonus * (number of ground-truth subgoals reached)`` read from the simulator: the key picked
+    up, the locked door opened and (KeyCorridor) the key put down after that, i.e. the critical steps of
+    the scripted episodes. Not a critwrap method: it tells what perfect subgoals would give this PPO."""
+
+    def __init__(self, env: gym.Env[Any, Any], bonus: float, gamma: float = 0.99) -> None:
+        super().__init__(env)
+        self.bonus, self.gamma = float(bonus), float(gamma)
+        self.reached = np.zeros(3, bool)
+        self.corridor = "KeyCorridor" in str(env.unwrapped.spec.id if env.unwrapped.spec else "")
+        self._door_color: str | None = None
+        self.phi = 0.0
+
+    def _update(self) -> float:
+        base: Any = self.env.unwrapped
+        carrying = base.carrying
+        if carrying is not None and carrying.type == "key":
+            self.reached[0] = True
+        doors = [
+            c
+            for c in base.grid.grid
+            if c is not None and c.type == "door" and getattr(c, "color", None) == self._door_color
+        ]
+        if any(d.is_open for d in doors):
+            self.reached[1] = True
+        if self.corridor and self.reached[1] and carrying is None:
+            self.reached[2] = True
+        return self.bonus * float(self.reached.sum())
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        base: Any = self.env.unwrapped
+        locked = [c for c in base.grid.grid if c is not None and c.type == "door" and c.is_locked]
+        self._door_color = locked[0].color if locked else None
+        self.reached[:] = False
+        self.phi = self._update()
+        return obs, info
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        phi = self._update()
+        shaped = float(reward) + self.gamma * (0.0 if terminated else phi) - self.phi
+        self.phi = phi
+        info = {**info, "original_reward": float(reward), "subgoal_bonus": shaped - float(reward)}
+        return obs, shaped, terminated, truncated, info
+
+
 def _sym(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.float32) / np.array([10.0, 5.0, 2.0], np.float32)).reshape(*x.shape[:-3], -1)
 
 
-def make_venv(env_id: str, n_envs: int, seed: int, subgoal_kwargs: dict[str, Any] | None) -> Any:
+def make_venv(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    subgoal_kwargs: dict[str, Any] | None,
+    oracle_bonus: float | None = None,
+) -> Any:
     """8 envs of RGB views (DummyVecEnv), [SubgoalRewardVecEnv on the RGB views], then the policy's
     symbolic observations (MLP input, 147 floats)."""
     import minigrid
@@ -117,7 +175,13 @@ def make_venv(env_id: str, n_envs: int, seed: int, subgoal_kwargs: dict[str, Any
                 infos[i]["terminal_observation"] = _sym(infos[i]["terminal_symbolic"])
             return self._obs(), rewards, dones, infos
 
-    venv: Any = DummyVecEnv([lambda: Views(gym.make(env_id))] * n_envs)
+    def make_one() -> gym.Env[Any, Any]:
+        env: gym.Env[Any, Any] = Views(gym.make(env_id))
+        if oracle_bonus is not None:  # outside Views, so that "success" reads the true reward
+            env = OracleSubgoals(env, oracle_bonus)
+        return env
+
+    venv: Any = DummyVecEnv([make_one] * n_envs)
     venv.seed(seed)
     if subgoal_kwargs is not None:
         venv = SubgoalRewardVecEnv(venv, **subgoal_kwargs)
@@ -268,6 +332,49 @@ def matching_stats(det: Any, episodes: list[Any], val: list[Any], threshold: flo
     }
 
 
+def oracle_phases(env_id: str, ep: Any) -> np.ndarray:
+    """Per frame of a scripted episode, how many of :class:`OracleSubgoals`' ground-truth subgoals have
+    been reached (replayed from the episode's seed and actions): 0 before the key, 1 carrying it, 2 the
+    locked door open, 3 (KeyCorridor) the key put down after that."""
+    import minigrid
+
+    gym.register_envs(minigrid)
+    env = OracleSubgoals(Views(gym.make(env_id)), bonus=1.0)
+    env.reset(seed=int(ep.metadata["seed"]))
+    phases = [int(env.reached.sum())]
+    for a in ep.actions[: len(ep.frames) - 1]:
+        env.step(int(a))
+        phases.append(int(env.reached.sum()))
+    env.close()
+    return np.asarray(phases)
+
+
+def phase_alignment(
+    det: Any, episodes: list[Any], val: list[Any], env_id: str, threshold: float, k: int, **extract: Any
+) -> dict[str, Any]:
+    """Where the detector's subgoals fire in held-out scripted episodes, by ground-truth phase: the share of
+    frames of each phase that match some subgoal, in successful and in failed episodes. Subgoals that mark
+    progress match late phases of successful episodes and little else."""
+    from critwrap.wrappers.subgoal import SubgoalSet, extract_subgoals
+
+    try:
+        emb, center = extract_subgoals(det, episodes, det.embed, k=k, threshold=threshold, **extract)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    sg = SubgoalSet(emb, None, threshold, center)
+    out: dict[str, Any] = {"subgoals": len(sg)}
+    for kind in ("positive", "negative"):
+        hits: dict[int, list[bool]] = {}
+        for ep in val:
+            if ep.metadata["kind"] != kind:
+                continue
+            match = sg.match(det.embed(ep.frames)).any(1)
+            for phase, m in zip(oracle_phases(env_id, ep), match, strict=True):
+                hits.setdefault(int(phase), []).append(bool(m))
+        out[kind] = {f"phase{p}": [round(float(np.mean(h)), 3), len(h)] for p, h in sorted(hits.items())}
+    return out
+
+
 # ---- training ------------------------------------------------------------------------------------------
 
 
@@ -291,7 +398,8 @@ def run_one(
 
     env_id = TASKS[task]
     subgoal_kwargs = None
-    if method != "ppo":
+    oracle_bonus = bonus if method.startswith("ppo+oracle") else None
+    if method.startswith("ppo+subgoal"):
         det = DSI.load(det_path)
         subgoal_kwargs = {
             "detector": det,
@@ -303,7 +411,7 @@ def run_one(
             "bonus": bonus,
             "potential_based": potential_based,
         }
-    venv = make_venv(env_id, 8, seed, subgoal_kwargs)
+    venv = make_venv(env_id, 8, seed, subgoal_kwargs, oracle_bonus)
 
     class Track(BaseCallback):
         def __init__(self) -> None:
@@ -473,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(TASKS),
         help="fit the detector on these tasks' episodes only (default: all tasks together)",
     )
+    p.add_argument(
+        "--phases",
+        action="store_true",
+        help="print where the subgoals fire in held-out episodes, by ground-truth phase (then exit)",
+    )
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--markdown", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
@@ -498,6 +611,20 @@ def main(argv: list[str] | None = None) -> int:
                 for task, d in data.items()
             }
             print(f"  at {thr}: {json.dumps(sweep)}", flush=True)
+        if args.phases:
+            for task in args.tasks:
+                for exclude in (True, False):
+                    res = phase_alignment(
+                        det,
+                        per_task_eps[task],
+                        data[task]["val"],
+                        TASKS[task],
+                        args.threshold,
+                        args.k,
+                        exclude_failed=exclude,
+                    )
+                    print(f"{task} exclude_failed={exclude}: {json.dumps(res)}", flush=True)
+            return 0
         if args.prepare_only:
             return 0
         meta = {
