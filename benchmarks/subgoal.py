@@ -613,17 +613,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  at {thr}: {json.dumps(sweep)}", flush=True)
         if args.phases:
             for task in args.tasks:
-                for exclude in (True, False):
+                for thr, exclude in itertools.product([args.threshold, *args.sweep], (True, False)):
                     res = phase_alignment(
                         det,
                         per_task_eps[task],
                         data[task]["val"],
                         TASKS[task],
-                        args.threshold,
+                        thr,
                         args.k,
                         exclude_failed=exclude,
                     )
-                    print(f"{task} exclude_failed={exclude}: {json.dumps(res)}", flush=True)
+                    print(f"{task} threshold={thr} exclude_failed={exclude}: {json.dumps(res)}", flush=True)
             return 0
         if args.prepare_only:
             return 0

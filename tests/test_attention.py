@@ -349,6 +349,19 @@ def test_attention_adapter_errors_name_the_expected_shape(tmp_path: Path) -> Non
 # ---- end to end: fit_vai, the zoo CLI -------------------------------------------------------------
 
 
+def test_random_frames_can_be_cut_into_short_episodes() -> None:
+    from critwrap.attention.pipeline import RenderSettings, collect_random_frames
+
+    render = RenderSettings(size=16, shadows=False)
+    cut = collect_random_frames("dm_control/cartpole-balance-v0", 11, render, seed=0, episode_frames=4)
+    assert [len(e) for e in cut] == [4, 4, 3]
+    whole = collect_random_frames("dm_control/cartpole-balance-v0", 11, render, seed=0)
+    assert [len(e) for e in whole] == [11]
+    np.testing.assert_array_equal(cut[0], whole[0][:4])  # the same seeded start
+    with pytest.raises(ValueError, match="episode_frames"):
+        collect_random_frames("dm_control/cartpole-balance-v0", 11, render, episode_frames=1)
+
+
 def test_zoo_adapter_fit_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from critwrap.zoo.__main__ import main
 
@@ -382,6 +395,7 @@ def test_zoo_adapter_fit_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert refit["transporter_reused_from"] == str(out)
     assert refit["stage2"]["recolor_mode"] == "rgb" and refit["stage2"]["color_transform_prob"] == 0.5
     assert refit["stage2"]["region_recolor_prob"] == 0.5
+    assert refit["episode_frames"] is None
     assert (tmp_path / "again" / "transporter.safetensors").read_bytes() == (
         out / "transporter.safetensors"
     ).read_bytes()

@@ -122,9 +122,20 @@ def make_pixel_env(
 
 
 def collect_random_frames(
-    env_id: str, frames: int, render: RenderSettings | None = None, seed: int = 0
+    env_id: str,
+    frames: int,
+    render: RenderSettings | None = None,
+    seed: int = 0,
+    episode_frames: int | None = None,
 ) -> list[np.ndarray]:
-    """Random-policy episodes of RGB frames, each (T, H, W, 3) uint8, ``frames`` frames in total."""
+    """Random-policy episodes of RGB frames, each (T, H, W, 3) uint8, ``frames`` frames in total.
+
+    ``episode_frames`` (critwrap's option; VAI runs every episode to its end) cuts each episode after that
+    many frames and starts a new one, so that states near the start (an upright pole, for instance,
+    which a random policy lets fall within a few steps) are not rare in the data.
+    """
+    if episode_frames is not None and episode_frames < 2:
+        raise ValueError(f"episode_frames must be at least 2 (frame pairs), got {episode_frames}")
     env = make_pixel_env(env_id, render, channels_first=False)
     space = env.observation_space
     if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.shape[-1] == 3):
@@ -138,7 +149,7 @@ def collect_random_frames(
         obs, _ = env.reset(seed=seed + episode)
         buffer = [obs]
         done = False
-        while not done and total + len(buffer) < frames:
+        while not done and total + len(buffer) < frames and len(buffer) < (episode_frames or frames):
             obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
             buffer.append(obs)
             done = terminated or truncated
@@ -162,6 +173,7 @@ def fit_vai(
     seed: int = 0,
     transporter: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
+    episode_frames: int | None = None,
 ) -> dict[str, Any]:
     """Fit VAI's two stages on ``frames`` random-policy frames of ``env_id`` and save them in ``out``.
 
@@ -187,7 +199,7 @@ def fit_vai(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    episodes = collect_random_frames(env_id, frames, render, seed=seed)
+    episodes = collect_random_frames(env_id, frames, render, seed=seed, episode_frames=episode_frames)
     timings["collect_s"] = time.perf_counter() - start
     say(
         f"collected {sum(len(e) for e in episodes)} frames in {len(episodes)} episodes ({timings['collect_s']:.0f} s)"
@@ -250,6 +262,7 @@ def fit_vai(
     summary = {
         "env": env_id,
         "frames": len(all_frames),
+        "episode_frames": episode_frames,
         "render": asdict(render),
         "stage1": asdict(stage1),
         "transporter_reused_from": None if transporter is None else str(transporter),

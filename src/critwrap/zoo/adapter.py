@@ -35,6 +35,12 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     p.add_argument("--frames", type=int, default=5000, help="random-policy frames (default 5000, VAI's)")
+    p.add_argument(
+        "--episode-frames",
+        type=int,
+        default=None,
+        help="cut each random episode after this many frames (critwrap's option; default: run to the end, VAI's)",
+    )
     p.add_argument("--size", type=int, default=84, help="rendered frame side, a multiple of 4 (default 84)")
     p.add_argument("--camera", default="0", help="camera id or name (default 0)")
     p.add_argument("--action-repeat", type=int, default=8, help="action repeat while collecting (default 8)")
@@ -163,6 +169,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         transporter=args.transporter,
         log=log,
+        episode_frames=args.episode_frames,
     )
     summary["command_line"] = getattr(args, "command_line", sys.argv)
     (args.out / "fit.json").write_text(json.dumps(summary, indent=2, default=str))
