@@ -80,6 +80,7 @@ class Settings:
     frame_stack: int = 3
     action_repeat: int = 8
     adapter_frames: int = 2000
+    episode_frames: int = 0  # > 0: the adapters' random episodes are cut after this many frames
     stage1_width: int = 8
     stage1_iterations: int = 1500
     stage1_batch: int = 16
@@ -546,6 +547,8 @@ def stage_adapter(s: Settings, recolor: bool = False, critwrap: bool = False) ->
         str(s.stage2_iterations), "--stage2-batch", str(s.stage2_batch), "--threshold", str(s.threshold),
         "--threads", str(s.threads), "--seed", "0",
     ]  # fmt: skip
+    if s.episode_frames > 0:
+        argv += ["--episode-frames", str(s.episode_frames)]
     stage1 = s.transporter or s.adapter_dir or str(s.out / "adapter")
     if critwrap:
         argv += [
