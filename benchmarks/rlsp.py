@@ -7,7 +7,9 @@
    original's pendulum config) and fit the feature VAE and the inverse dynamics once per seed.
 3. Per seed and n: Deep RLSP (``RLSPConfig.fast`` + the overrides below), and the AverageFeatures and
    Waypoints ablations with the same features and states (with one state the two ablations are the
-   same reward, ``f(s_1) . f(s) / |f(s_1)|``, so it is trained once and reported in both rows).
+   same reward, ``f(s_1) . f(s) / |f(s_1)|``, so it is trained once and reported in both rows);
+   with ``--methods ... gail``, also state-only GAIL from the same states (:mod:`critwrap.rlsp.gail`;
+   its SAC trains with the discriminator for the same ``--eval-steps`` as the evaluation SACs).
 4. Per reward: a fresh SAC trained on it (``RLSPReward``, termination ignored, episodes of
    ``--train-episode-steps``) for ``--eval-steps`` steps; its true return is the mean over
    ``--eval-episodes`` deterministic episodes of the unwrapped env (1000 steps, with termination). Results are appended to ``results.jsonl`` (a rerun skips what is
@@ -61,6 +63,7 @@ import torch
 import yaml
 
 ENV_ID = "InvertedPendulum-v5"
+METHODS = ("deep-rlsp", "average-features", "waypoints", "gail")
 SAC_KWARGS: dict[str, Any] = {
     "learning_rate": 1e-3,
     "batch_size": 256,
@@ -229,6 +232,7 @@ def append(results: Path, row: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     from critwrap.rlsp.baselines import average_features_reward, waypoints_reward
+    from critwrap.rlsp.gail import train_gail
     from critwrap.rlsp.deep_rlsp import (
         DeepRLSP,
         RLSPConfig,
@@ -268,12 +272,7 @@ def run(args: argparse.Namespace) -> Path:
             append(results, row)
             log(f"seed {seed} {oracle}: true return {row['return_mean']:.1f}")
     for seed in args.seeds:
-        todo = [
-            (m, n)
-            for n in args.n_states
-            for m in ("deep-rlsp", "average-features", "waypoints")
-            if (m, n, seed) not in done
-        ]
+        todo = [(m, n) for n in args.n_states for m in args.methods if (m, n, seed) not in done]
         if not todo:
             continue
         cfg = RLSPConfig.fast(**{**overrides, "seed": seed, "verbose": 1})
@@ -283,16 +282,47 @@ def run(args: argparse.Namespace) -> Path:
         )
         np.save(out / f"states_seed{seed}.npy", states)
         shared = DeepRLSP(env_id, states, cfg, expert=expert_policy)
-        shared.setup()  # data, VAE and inverse dynamics, once per seed
+        if any(m != "gail" for m, _ in todo):
+            shared.setup()  # data, VAE and inverse dynamics, once per seed (GAIL needs none of them)
         setup_seconds, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
         log(
             f"seed {seed}: states and models in {setup_seconds:.0f}s (expert episode returns {ep_returns[:5]}...)"
         )
-        assert shared.encoder is not None
         for method, n in todo:
             obs = states[:n]
             t1, c1 = time.perf_counter(), time.process_time()
             extra: dict[str, Any] = {}
+            if method == "gail":
+                # state-only GAIL: its SAC trains with the discriminator for the same --eval-steps on the
+                # same short episodes (termination ignored) as the SACs that evaluate the inferred rewards
+                model, gail = train_gail(
+                    env_id,
+                    obs,
+                    args.eval_steps,
+                    sac_kwargs=prof["sac_kwargs"],
+                    train_episode_steps=args.train_episode_steps,
+                    seed=seed,
+                )
+                mean, std, returns = true_return(
+                    model, args.eval_episodes, seed=70_000 + 100 * seed, env_id=env_id
+                )
+                row = {
+                    "method": method,
+                    "n_states": n,
+                    "seed": seed,
+                    "return_mean": mean,
+                    "return_std": std,
+                    "returns": returns,
+                    "eval_seconds": time.perf_counter() - t1,
+                    "eval_cpu_seconds": time.process_time() - c1,
+                    "setup_seconds": setup_seconds,
+                    "setup_cpu_seconds": setup_cpu,
+                    "discriminator": gail.history[-1] if gail.history else {},
+                }
+                append(results, row)
+                log(f"seed {seed} n {n} gail: true return {mean:.1f}")
+                continue
+            assert shared.encoder is not None
             if method == "deep-rlsp":
                 rlsp = DeepRLSP(
                     env_id,
@@ -371,7 +401,7 @@ def summarize(out: Path, markdown: Path | None) -> str:
         "| method | n states | true return (mean +- std over seeds) | % of expert | per seed |",
         "|---|---|---|---|---|",
     ]
-    for method in ("deep-rlsp", "average-features", "waypoints", "oracle-alive", "oracle-velocity"):
+    for method in ("deep-rlsp", "average-features", "waypoints", "gail", "oracle-alive", "oracle-velocity"):
         for n in sorted({r["n_states"] for r in rows}):
             sel = sorted(
                 (r for r in rows if r["method"] == method and r["n_states"] == n), key=lambda r: r["seed"]
@@ -407,6 +437,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-states", type=int, nargs="+", default=[1, 10, 50])
     p.add_argument("--env", default=ENV_ID, choices=sorted(PROFILES), help="MuJoCo task")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS[:3]),
+        choices=METHODS,
+        help="default: deep-rlsp average-features waypoints; gail: state-only GAIL (critwrap.rlsp.gail)",
+    )
     p.add_argument(
         "--eval-steps",
         type=int,

@@ -1,0 +1,117 @@
+"""State-only GAIL (the Deep RLSP paper's GAIL baseline): buffer relabelling, discriminator, errors, learning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+
+from critwrap.rlsp.gail import GAILReplayBuffer, GAILUpdate, StateDiscriminator, train_gail
+
+
+class Line(gym.Env[np.ndarray, np.ndarray]):
+    """A point on a line: ``x <- clip(x + 0.1 a)``, obs ``[x]``, starts near 0, 20 steps, reward 0."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.x = float(self.np_random.uniform(-0.05, 0.05))
+        self.t = 0
+        return np.array([self.x], np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.x = float(np.clip(self.x + 0.1 * float(np.asarray(action).reshape(-1)[0]), -1.0, 1.0))
+        self.t += 1
+        return np.array([self.x], np.float32), 0.0, False, self.t >= 20, {}
+
+
+def test_buffer_relabels_rewards_with_the_current_discriminator() -> None:
+    space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    buffer = GAILReplayBuffer(50, space, gym.spaces.Box(-1.0, 1.0, (1,), np.float32), device="cpu")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        buffer.add(
+            rng.normal(size=(1, 2)).astype(np.float32),
+            rng.normal(size=(1, 2)).astype(np.float32),
+            np.zeros((1, 1), np.float32),
+            np.array([5.0]),
+            np.array([False]),
+            [{}],
+        )
+    with pytest.raises(RuntimeError, match="GAILUpdate"):
+        buffer.sample(4)
+    torch.manual_seed(0)
+    disc = StateDiscriminator(2, hidden=(8,))
+    buffer.discriminator = disc
+    batch = buffer.sample(16)
+    expected = disc.reward_np(batch.next_observations.numpy())
+    np.testing.assert_allclose(batch.rewards.numpy().ravel(), expected, rtol=1e-6)
+    assert not np.allclose(batch.rewards.numpy(), 5.0)  # the stored env reward is not used
+    with torch.no_grad():  # a new discriminator changes the rewards of the same transitions
+        for param in disc.parameters():
+            param.add_(1.0)
+    again = buffer._get_samples(np.arange(5))
+    np.testing.assert_allclose(
+        again.rewards.numpy().ravel(), disc.reward_np(again.next_observations.numpy()), rtol=1e-6
+    )
+
+
+def test_callback_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        GAILUpdate(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        GAILUpdate(np.full((1, 3), np.nan))
+    with pytest.raises(ValueError, match="size 4"):
+        GAILUpdate(np.zeros((1, 3)), StateDiscriminator(4))
+    env = Line()
+    model = SAC("MlpPolicy", env, learning_starts=10, replay_buffer_class=GAILReplayBuffer, device="cpu")
+    with pytest.raises(ValueError, match="size 3"):
+        model.learn(20, callback=GAILUpdate(np.zeros((1, 3))))
+    plain = SAC("MlpPolicy", env, learning_starts=10, replay_buffer_class=ReplayBuffer, device="cpu")
+    with pytest.raises(TypeError, match="replay_buffer_class=GAILReplayBuffer"):
+        plain.learn(20, callback=GAILUpdate(np.zeros((1, 1))))
+    ppo = PPO("MlpPolicy", env, n_steps=16, batch_size=16, device="cpu")
+    with pytest.raises(TypeError, match="off-policy"):
+        ppo.learn(16, callback=GAILUpdate(np.zeros((1, 1))))
+
+
+def test_gail_from_one_state_moves_the_policy_to_it() -> None:
+    """One observed state at x = -0.5: the GAIL-trained policy ends its episodes near it (seeds 0-2:
+    -0.51 / -0.52 / -0.51), and the discriminator pays more there than at the start. With a constant
+    reward instead of the discriminator's, the same SAC ends at +1.0."""
+    target = np.array([[-0.5]], np.float32)
+    model, callback = train_gail(
+        "unused",
+        target,
+        2500,
+        sac_kwargs={"learning_starts": 200, "batch_size": 64, "learning_rate": 3e-3, "gamma": 0.9,
+                    "policy_kwargs": {"net_arch": [32, 32]}},
+        seed=0,
+        update_every=100,
+        disc_updates=50,
+        disc_batch_size=64,
+        disc_learning_rate=1e-3,
+        disc_hidden=(16,),
+        env=Line(),
+    )
+    assert callback.history and callback.history[0]["timesteps"] == 200  # first round when learning starts
+    env = Line()
+    finals = []
+    for i in range(10):
+        obs, _ = env.reset(seed=100 + i)
+        done = False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        finals.append(float(obs[0]))
+    assert abs(np.mean(finals) + 0.5) < 0.2, finals
+    disc = callback.discriminator
+    assert disc.reward_np(target)[0] > disc.reward_np(np.array([[0.0]]))[0]
