@@ -232,7 +232,6 @@ def append(results: Path, row: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     from critwrap.rlsp.baselines import average_features_reward, waypoints_reward
-    from critwrap.rlsp.gail import train_gail
     from critwrap.rlsp.deep_rlsp import (
         DeepRLSP,
         RLSPConfig,
@@ -240,6 +239,7 @@ def run(args: argparse.Namespace) -> Path:
         sample_states_from_policy,
         sb3_policy,
     )
+    from critwrap.rlsp.gail import train_gail
 
     torch.set_num_threads(1)
     out = Path(args.out)

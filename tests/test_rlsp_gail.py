@@ -20,7 +20,9 @@ class Line(gym.Env[np.ndarray, np.ndarray]):
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.x = float(self.np_random.uniform(-0.05, 0.05))
         self.t = 0
@@ -91,8 +93,13 @@ def test_gail_from_one_state_moves_the_policy_to_it() -> None:
         "unused",
         target,
         2500,
-        sac_kwargs={"learning_starts": 200, "batch_size": 64, "learning_rate": 3e-3, "gamma": 0.9,
-                    "policy_kwargs": {"net_arch": [32, 32]}},
+        sac_kwargs={
+            "learning_starts": 200,
+            "batch_size": 64,
+            "learning_rate": 3e-3,
+            "gamma": 0.9,
+            "policy_kwargs": {"net_arch": [32, 32]},
+        },
         seed=0,
         update_every=100,
         disc_updates=50,

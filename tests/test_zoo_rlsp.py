@@ -125,3 +125,20 @@ def test_rlsp_update_callback_from_the_train_command(capsys: pytest.CaptureFixtu
                      "--callback", "rlsp-update:states=states.npy,preset=small,config={horizon: 1, n_rollouts_init: 2, "
                      "rollout_length: 20}", "--hp", "learning_starts=0", "--num-threads", "1")  # fmt: skip
     assert rc == 1 and "rlsp-reward" in err
+
+
+def test_rlsp_gail_writes_a_policy_and_reports_its_true_return(capsys: pytest.CaptureFixture[str]) -> None:
+    np.save("states.npy", np.array([[0.0, 0.01, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0]]))
+    rc, out, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "states.npy", "--n-states", "2",
+                       "--method", "gail", "--out", "gail", "--gail-steps", "300", "--gail-episode-steps", "50",
+                       "--hp", "learning_starts=100", "--hp", "batch_size=16", "--hp", "policy_kwargs={net_arch: [8]}",
+                       "--eval-episodes", "2")  # fmt: skip
+    assert rc == 0, err
+    summary = json.loads(out[: out.rindex("}") + 1])
+    assert summary["method"] == "gail" and summary["n_states"] == 2 and summary["steps"] == 300
+    assert summary["out"] == "gail.zip" and Path("gail.zip").is_file()
+    assert len(summary["true_returns"]) == 2 and summary["true_return_mean"] >= 1
+    assert {"disc_loss", "reward_expert", "reward_policy"} <= set(summary["discriminator"])
+    rc, _, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "states.npy", "--method", "gail",
+                     "--out", "g2", "--hp", "learning_rate")  # fmt: skip
+    assert rc == 1 and "KEY=VALUE" in err

@@ -9,7 +9,8 @@ One file per piece of the algorithm:
 * :mod:`~critwrap.rlsp.deep_rlsp`: the outer loop (:class:`DeepRLSP`, :func:`infer_reward`);
 * :mod:`~critwrap.rlsp.callback`: :class:`RLSPUpdate`, the outer loop as an SB3 callback;
 * :mod:`~critwrap.rlsp.reward`: the saved inferred reward (safetensors + JSON config, format version);
-* :mod:`~critwrap.rlsp.baselines`: the AverageFeatures and Waypoints ablations.
+* :mod:`~critwrap.rlsp.baselines`: the AverageFeatures and Waypoints ablations;
+* :mod:`~critwrap.rlsp.gail`: the GAIL baseline from the same states (state-only, SB3 off-policy).
 
 The reward is used through the ``rlsp-reward`` wrapper (:class:`critwrap.wrappers.rlsp_reward.RLSPReward`).
 
@@ -27,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "DeepRLSP",
+    "GAILUpdate",
     "InferredReward",
     "RLSPConfig",
     "RLSPUpdate",
     "average_features_reward",
     "infer_reward",
     "load_reward",
+    "train_gail",
     "waypoints_reward",
 ]
 
@@ -45,12 +48,15 @@ _LAZY = {
     "RLSPUpdate": "critwrap.rlsp.callback",
     "average_features_reward": "critwrap.rlsp.baselines",
     "waypoints_reward": "critwrap.rlsp.baselines",
+    "GAILUpdate": "critwrap.rlsp.gail",
+    "train_gail": "critwrap.rlsp.gail",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from critwrap.rlsp.baselines import average_features_reward, waypoints_reward
     from critwrap.rlsp.callback import RLSPUpdate
     from critwrap.rlsp.deep_rlsp import DeepRLSP, RLSPConfig, infer_reward
+    from critwrap.rlsp.gail import GAILUpdate, train_gail
     from critwrap.rlsp.reward import InferredReward, load_reward
 
 

@@ -10,9 +10,10 @@ Both return an :class:`~critwrap.rlsp.reward.InferredReward`, saved and used exa
 (``RLSPReward`` wrapper). The original ran these with the encoder trained in the Deep RLSP run whose
 states they use; pass that encoder (``result.rlsp.encoder``).
 
-**GAIL** (the paper's other baseline) is not provided: the ``imitation`` package's latest release (1.0.1)
-requires ``gymnasium~=0.29.1`` and ``stable-baselines3~=2.2.1``, which conflict with critwrap's
-``gymnasium>=1.0`` / SB3 2.9 (checked with ``pip install --dry-run imitation``).
+**GAIL** (the paper's other baseline) is in :mod:`critwrap.rlsp.gail`: the ``imitation`` package, which
+the original used, cannot be installed beside critwrap (its release 1.0.1 pins ``gymnasium~=0.29.1``
+and ``stable-baselines3~=2.2.1``), so critwrap has its own state-only GAIL for SB3's off-policy
+algorithms. Unlike these two, it yields a policy, not a reward.
 
 Example:
     >>> import numpy as np
@@ -34,12 +35,7 @@ import numpy as np
 from critwrap.rlsp.features import StateVAE
 from critwrap.rlsp.reward import InferredReward
 
-__all__ = ["GAIL_UNAVAILABLE", "average_features_reward", "waypoints_reward"]
-
-GAIL_UNAVAILABLE = (
-    "GAIL needs the `imitation` package, whose release 1.0.1 pins gymnasium~=0.29.1 and "
-    "stable-baselines3~=2.2.1, incompatible with critwrap's gymnasium>=1.0 and stable-baselines3 2.9"
-)
+__all__ = ["average_features_reward", "waypoints_reward"]
 
 
 def _features(encoder: StateVAE, states: np.ndarray) -> np.ndarray:

@@ -76,7 +76,9 @@ class StateDiscriminator(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.shape[-1] != self.obs_dim:
-            raise ValueError(f"the discriminator takes observations of size {self.obs_dim}, got {tuple(obs.shape)}")
+            raise ValueError(
+                f"the discriminator takes observations of size {self.obs_dim}, got {tuple(obs.shape)}"
+            )
         return self.net(obs.float()).squeeze(-1)
 
     def reward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -106,7 +108,9 @@ class GAILReplayBuffer(ReplayBuffer):
             )
         with torch.no_grad():
             rewards = self.discriminator.reward(samples.next_observations.float().cpu())
-        return samples._replace(rewards=rewards.reshape(-1, 1).to(samples.rewards.device, samples.rewards.dtype))
+        return samples._replace(
+            rewards=rewards.reshape(-1, 1).to(samples.rewards.device, samples.rewards.dtype)
+        )
 
 
 class GAILUpdate(BaseCallback):
@@ -191,7 +195,7 @@ class GAILUpdate(BaseCallback):
 
     def update(self) -> dict[str, float]:
         """One discriminator round on the expert states vs the last ``update_every`` policy states."""
-        buffer = self.model.replay_buffer
+        buffer = getattr(self.model, "replay_buffer", None)
         assert isinstance(buffer, GAILReplayBuffer)
         if buffer.size() == 0:
             return {}
@@ -199,7 +203,9 @@ class GAILUpdate(BaseCallback):
         disc = self.discriminator
         losses, acc_e, acc_p = [], [], []
         for _ in range(self.disc_updates):
-            e = torch.as_tensor(self.expert_states[self._rng.integers(len(self.expert_states), size=self.batch_size)])
+            e = torch.as_tensor(
+                self.expert_states[self._rng.integers(len(self.expert_states), size=self.batch_size)]
+            )
             p = torch.as_tensor(recent[self._rng.integers(len(recent), size=self.batch_size)])
             logit_e, logit_p = disc(e), disc(p)
             loss = F.binary_cross_entropy_with_logits(
@@ -265,8 +271,10 @@ def train_gail(
     from critwrap.wrappers.rlsp_reward import RLSPReward
 
     if env is None:
-        kwargs = {} if train_episode_steps is None else {"max_episode_steps": int(train_episode_steps)}
-        env = RLSPReward(gym.make(env_id, **kwargs), ignore_termination=True)
+        make_kwargs: dict[str, Any] = {}
+        if train_episode_steps is not None:
+            make_kwargs["max_episode_steps"] = int(train_episode_steps)
+        env = RLSPReward(gym.make(env_id, **make_kwargs), ignore_termination=True)
     states = np.atleast_2d(np.asarray(states, dtype=np.float32))
     torch.manual_seed(seed)
     callback = GAILUpdate(
@@ -278,7 +286,7 @@ def train_gail(
         learning_rate=disc_learning_rate,
         seed=seed,
     )
-    kwargs = dict(sac_kwargs or {})
+    kwargs: dict[str, Any] = dict(sac_kwargs or {})
     if kwargs.get("learning_starts", 100) < 1:
         kwargs["learning_starts"] = 1
     model = SAC("MlpPolicy", env, seed=seed, device="cpu", replay_buffer_class=GAILReplayBuffer, **kwargs)

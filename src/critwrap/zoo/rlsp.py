@@ -20,6 +20,10 @@ The reward is written to ``--out`` (safetensors with a JSON config; see :mod:`cr
 (:meth:`RLSPConfig.fast`, minutes on a CPU); ``--preset paper`` the original's (days on a CPU: a new SAC
 trained for 50 000 steps before every iteration, ``reset_solver``); ``--set key=value`` changes any :class:`~critwrap.rlsp.deep_rlsp.RLSPConfig` field.
 ``--method average-features`` / ``waypoints`` fit only the features and write the ablation's reward.
+``--method gail`` is the paper's other baseline, state-only GAIL (:mod:`critwrap.rlsp.gail`): it trains
+a SAC policy with a discriminator on the states for ``--gail-steps`` steps (termination ignored, as
+on an inferred reward) and writes that policy, an SB3 ``.zip``, to ``--out``; it prints the policy's
+true return over ``--eval-episodes`` episodes of the unmodified env. ``--hp key=value`` sets its SAC.
 
 Example:
     .. code-block:: console
@@ -40,13 +44,13 @@ from typing import Any
 __all__ = ["add_parser", "load_or_sample_states", "run"]
 
 NAME = "rlsp"
-METHODS = ("deep-rlsp", "average-features", "waypoints")
+METHODS = ("deep-rlsp", "average-features", "waypoints", "gail")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         NAME,
-        help="infer a reward from observed states (Deep RLSP, AverageFeatures, Waypoints)",
+        help="infer a reward from observed states (Deep RLSP, AverageFeatures, Waypoints; or GAIL from them)",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -71,6 +75,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="change an RLSPConfig field (YAML value), e.g. --set solver_iterations=1000; repeatable",
     )
+    p.add_argument("--gail-steps", type=int, default=20_000, help="--method gail: SAC steps (default 20000)")
+    p.add_argument(
+        "--gail-episode-steps",
+        type=int,
+        default=None,
+        help="--method gail: episode length while training (default: the env's own limit)",
+    )
+    p.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--method gail: a SAC hyperparameter (YAML value), e.g. --hp learning_rate=1e-3; repeatable",
+    )
+    p.add_argument("--eval-episodes", type=int, default=10, help="--method gail: true-return episodes")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--save-states", default=None, metavar="FILE.npy", help="also save the states used")
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -167,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.save_states:
         np.save(args.save_states, states)
+    if args.method == "gail":
+        return _run_gail(args, states, notes, t0)
     rlsp = DeepRLSP(args.env, states, cfg, expert=expert)
     if args.method == "deep-rlsp":
         result = infer_reward(args.env, states, cfg, rlsp=rlsp, save_path=args.out)
@@ -194,4 +215,60 @@ def run(args: argparse.Namespace) -> int:
         f"Train on it: python -m critwrap.zoo train sac {args.env} --wrapper rlsp-reward:path={args.out} "
         "--eval-skip-wrapper rlsp-reward"
     )
+    return 0
+
+
+def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: float) -> int:
+    import gymnasium as gym
+    import numpy as np
+    import yaml
+
+    from critwrap.rlsp.gail import train_gail
+
+    if args.gail_steps < 1:
+        raise ValueError(f"--gail-steps must be >= 1, got {args.gail_steps}")
+    sac_kwargs: dict[str, Any] = {}
+    for item in args.hp:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--hp expects KEY=VALUE, got {item!r}")
+        sac_kwargs[key] = yaml.safe_load(value)
+    model, gail = train_gail(
+        args.env,
+        states,
+        args.gail_steps,
+        sac_kwargs=sac_kwargs,
+        train_episode_steps=args.gail_episode_steps,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    if out.suffix != ".zip":
+        out = out.with_name(out.name + ".zip")
+    model.save(str(out))
+    env = gym.make(args.env)
+    returns = []
+    for i in range(int(args.eval_episodes)):
+        obs, _ = env.reset(seed=10_000 + i)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, r, terminated, truncated, _ = env.step(action)
+            total += float(r)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    summary = {
+        "out": str(out),
+        "method": "gail",
+        "env": args.env,
+        "n_states": len(states),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "steps": int(model.num_timesteps),
+        "true_return_mean": float(np.mean(returns)) if returns else None,
+        "true_returns": returns,
+        "discriminator": gail.history[-1] if gail.history else {},
+        "states_from": notes,
+    }
+    print(json.dumps(summary, indent=2))
+    print(f"Watch it: python -m critwrap.zoo enjoy --model {out} --algo sac --env {args.env}")
     return 0
