@@ -63,7 +63,7 @@ import torch
 import yaml
 
 ENV_ID = "InvertedPendulum-v5"
-METHODS = ("deep-rlsp", "average-features", "waypoints", "gail")
+METHODS = ("deep-rlsp", "average-features", "waypoints", "gail", "gail-gp")
 SAC_KWARGS: dict[str, Any] = {
     "learning_rate": 1e-3,
     "batch_size": 256,
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> Path:
         )
         np.save(out / f"states_seed{seed}.npy", states)
         shared = DeepRLSP(env_id, states, cfg, expert=expert_policy)
-        if any(m != "gail" for m, _ in todo):
+        if any(not m.startswith("gail") for m, _ in todo):
             shared.setup()  # data, VAE and inverse dynamics, once per seed (GAIL needs none of them)
         setup_seconds, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
         log(
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> Path:
             obs = states[:n]
             t1, c1 = time.perf_counter(), time.process_time()
             extra: dict[str, Any] = {}
-            if method == "gail":
+            if method in ("gail", "gail-gp"):
                 # state-only GAIL: its SAC trains with the discriminator for the same --eval-steps on the
                 # same short episodes (termination ignored) as the SACs that evaluate the inferred rewards
                 model, gail = train_gail(
@@ -302,6 +302,7 @@ def run(args: argparse.Namespace) -> Path:
                     sac_kwargs=prof["sac_kwargs"],
                     train_episode_steps=args.train_episode_steps,
                     seed=seed,
+                    grad_penalty=args.gail_grad_penalty if method == "gail-gp" else 0.0,
                 )
                 mean, std, returns = true_return(
                     model, args.eval_episodes, seed=70_000 + 100 * seed, env_id=env_id
@@ -319,8 +320,10 @@ def run(args: argparse.Namespace) -> Path:
                     "setup_cpu_seconds": setup_cpu,
                     "discriminator": gail.history[-1] if gail.history else {},
                 }
+                if method == "gail-gp":
+                    row["grad_penalty"] = args.gail_grad_penalty
                 append(results, row)
-                log(f"seed {seed} n {n} gail: true return {mean:.1f}")
+                log(f"seed {seed} n {n} {method}: true return {mean:.1f}")
                 continue
             assert shared.encoder is not None
             if method == "deep-rlsp":
@@ -401,7 +404,7 @@ def summarize(out: Path, markdown: Path | None) -> str:
         "| method | n states | true return (mean +- std over seeds) | % of expert | per seed |",
         "|---|---|---|---|---|",
     ]
-    for method in ("deep-rlsp", "average-features", "waypoints", "gail", "oracle-alive", "oracle-velocity"):
+    for method in (*METHODS, "oracle-alive", "oracle-velocity"):
         for n in sorted({r["n_states"] for r in rows}):
             sel = sorted(
                 (r for r in rows if r["method"] == method and r["n_states"] == n), key=lambda r: r["seed"]
@@ -442,7 +445,14 @@ def main() -> None:
         nargs="+",
         default=list(METHODS[:3]),
         choices=METHODS,
-        help="default: deep-rlsp average-features waypoints; gail: state-only GAIL (critwrap.rlsp.gail)",
+        help="default: deep-rlsp average-features waypoints; gail: state-only GAIL (critwrap.rlsp.gail); "
+        "gail-gp: the same with DAC's gradient penalty (--gail-grad-penalty)",
+    )
+    p.add_argument(
+        "--gail-grad-penalty",
+        type=float,
+        default=10.0,
+        help="weight of the discriminator's gradient penalty for --methods gail-gp (DAC's 10)",
     )
     p.add_argument(
         "--eval-steps",

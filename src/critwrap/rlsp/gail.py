@@ -25,7 +25,11 @@ sees only states, as GAIfO / the paper's setting):
 
 Where this differs from ``imitation``: SAC instead of PPO / stable-baselines 2's SAC as the generator,
 rewards relabelled at sampling time (on-policy GAIL recomputes them per rollout), no reward
-normalisation. No gradient penalty or other regulariser is added (the original baseline had none).
+normalisation. By default no regulariser is added (the original baseline had none);
+``grad_penalty=10`` adds DAC's gradient penalty (Kostrikov et al. 2019, after Gulrajani et al. 2017):
+``lambda * (|grad_x logit(x)| - 1)^2`` at random points ``x`` between observed and policy states, which
+keeps the discriminator from separating a handful of observed states perfectly (its reward would
+then be about zero wherever the policy goes, as measured on HalfCheetah).
 
 Example:
     >>> import numpy as np
@@ -123,6 +127,7 @@ class GAILUpdate(BaseCallback):
         disc_updates: gradient steps per round.
         batch_size: states of each kind per gradient step.
         learning_rate: Adam's learning rate.
+        grad_penalty: weight of DAC's gradient penalty (0: none, as the original baseline; DAC: 10).
         seed: seeds the sampling of expert states and of the discriminator's initial weights.
     """
 
@@ -135,6 +140,7 @@ class GAILUpdate(BaseCallback):
         disc_updates: int = 50,
         batch_size: int = 256,
         learning_rate: float = 3e-4,
+        grad_penalty: float = 0.0,
         seed: int = 0,
         verbose: int = 0,
     ) -> None:
@@ -148,6 +154,9 @@ class GAILUpdate(BaseCallback):
             raise ValueError("expert_states contain NaN or infinite values")
         if update_every < 1 or disc_updates < 1 or batch_size < 1:
             raise ValueError("update_every, disc_updates and batch_size must be >= 1")
+        if not np.isfinite(grad_penalty) or grad_penalty < 0:
+            raise ValueError(f"grad_penalty must be a finite number >= 0, got {grad_penalty}")
+        self.grad_penalty = float(grad_penalty)
         self.expert_states = states
         if discriminator is None:
             torch.manual_seed(seed)
@@ -201,7 +210,7 @@ class GAILUpdate(BaseCallback):
             return {}
         recent = self._policy_states(buffer, self.update_every)
         disc = self.discriminator
-        losses, acc_e, acc_p = [], [], []
+        losses, acc_e, acc_p, penalties = [], [], [], []
         for _ in range(self.disc_updates):
             e = torch.as_tensor(
                 self.expert_states[self._rng.integers(len(self.expert_states), size=self.batch_size)]
@@ -211,6 +220,10 @@ class GAILUpdate(BaseCallback):
             loss = F.binary_cross_entropy_with_logits(
                 logit_e, torch.ones_like(logit_e)
             ) + F.binary_cross_entropy_with_logits(logit_p, torch.zeros_like(logit_p))
+            if self.grad_penalty > 0:
+                penalty = self._gradient_penalty(e, p)
+                loss = loss + self.grad_penalty * penalty
+                penalties.append(penalty.item())
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -227,10 +240,19 @@ class GAILUpdate(BaseCallback):
             "reward_expert": reward_e,
             "reward_policy": reward_p,
         }
+        if penalties:
+            stats["grad_penalty"] = float(np.mean(penalties))
         for key, value in stats.items():
             self.logger.record(f"gail/{key}", value)
         self.history.append({"timesteps": float(self.num_timesteps), **stats})
         return stats
+
+    def _gradient_penalty(self, expert: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
+        """DAC's ``mean((|grad_x logit(x)|_2 - 1)^2)`` at ``x = a * expert + (1 - a) * policy``, ``a ~ U(0, 1)``."""
+        alpha = torch.as_tensor(self._rng.random((len(expert), 1)), dtype=expert.dtype)
+        mixed = (alpha * expert + (1 - alpha) * policy).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.discriminator(mixed).sum(), mixed, create_graph=True)
+        return ((grad.norm(dim=1) - 1) ** 2).mean()
 
     def _on_step(self) -> bool:
         if self.num_timesteps < getattr(self.model, "learning_starts", 0):
@@ -254,6 +276,7 @@ def train_gail(
     disc_batch_size: int = 256,
     disc_learning_rate: float = 3e-4,
     disc_hidden: Sequence[int] = (64, 64),
+    grad_penalty: float = 0.0,
     env: gym.Env[Any, Any] | VecEnv | None = None,
 ) -> tuple[Any, GAILUpdate]:
     """SAC trained by state-only GAIL from ``states`` for ``total_timesteps`` steps.
@@ -262,6 +285,9 @@ def train_gail(
     wrapped in :class:`~critwrap.wrappers.rlsp_reward.RLSPReward` without a reward: its own reward is
     replaced (by the discriminator's, in the buffer) and its termination ignored, exactly as Deep
     RLSP's rewards are evaluated; the true reward stays in ``info["true_reward"]``.
+
+    ``grad_penalty`` (default 0, the original baseline) weighs DAC's gradient penalty on the
+    discriminator (:class:`GAILUpdate`).
 
     Returns ``(model, callback)``: the SAC policy, and the callback holding the discriminator and its
     per-round statistics (``callback.history``).
@@ -284,6 +310,7 @@ def train_gail(
         disc_updates=disc_updates,
         batch_size=disc_batch_size,
         learning_rate=disc_learning_rate,
+        grad_penalty=grad_penalty,
         seed=seed,
     )
     kwargs: dict[str, Any] = dict(sac_kwargs or {})

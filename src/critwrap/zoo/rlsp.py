@@ -90,6 +90,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="--method gail: a SAC hyperparameter (YAML value), e.g. --hp learning_rate=1e-3; repeatable",
     )
     p.add_argument("--eval-episodes", type=int, default=10, help="--method gail: true-return episodes")
+    p.add_argument(
+        "--gail-grad-penalty",
+        type=float,
+        default=0.0,
+        help="--method gail: weight of DAC's gradient penalty on the discriminator (default 0, as the "
+        "original baseline; DAC uses 10)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--save-states", default=None, metavar="FILE.npy", help="also save the states used")
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -240,6 +247,7 @@ def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: 
         sac_kwargs=sac_kwargs,
         train_episode_steps=args.gail_episode_steps,
         seed=args.seed,
+        grad_penalty=args.gail_grad_penalty,
     )
     out = Path(args.out)
     if out.suffix != ".zip":
@@ -267,6 +275,7 @@ def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: 
         "true_return_mean": float(np.mean(returns)) if returns else None,
         "true_returns": returns,
         "discriminator": gail.history[-1] if gail.history else {},
+        "grad_penalty": args.gail_grad_penalty,
         "states_from": notes,
     }
     print(json.dumps(summary, indent=2))
