@@ -151,6 +151,18 @@ def true_return(
     return float(np.mean(returns)), float(np.std(returns)), returns
 
 
+def reuse_states(folder: Path, seed: int, n: int, env_id: str) -> np.ndarray:
+    """The observed states another run of this benchmark drew for ``seed`` (``states_seed{seed}.npy``)."""
+    path = folder / f"states_seed{seed}.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"--states-from: {path} does not exist (run that seed there first)")
+    states = np.load(path, allow_pickle=False)
+    dim = gym.make(env_id).observation_space.shape[0]
+    if states.ndim != 2 or states.shape[1] != dim or len(states) < n:
+        raise ValueError(f"--states-from: {path} holds {states.shape}, need at least ({n}, {dim}) for {env_id}")
+    return states[:n]
+
+
 def train_expert(
     out: Path, max_steps: int, episodes: int, env_id: str = ENV_ID
 ) -> tuple[Any, dict[str, Any]]:
@@ -277,9 +289,12 @@ def run(args: argparse.Namespace) -> Path:
             continue
         cfg = RLSPConfig.fast(**{**overrides, "seed": seed, "verbose": 1})
         t0, c0 = time.perf_counter(), time.process_time()
-        states, ep_returns = sample_states_from_policy(
-            lambda: gym.make(env_id), expert_policy, max_n, seed=10_000 * (seed + 1)
-        )
+        if args.states_from:
+            states, ep_returns = reuse_states(Path(args.states_from), seed, max_n, env_id), []
+        else:
+            states, ep_returns = sample_states_from_policy(
+                lambda: gym.make(env_id), expert_policy, max_n, seed=10_000 * (seed + 1)
+            )
         np.save(out / f"states_seed{seed}.npy", states)
         shared = DeepRLSP(env_id, states, cfg, expert=expert_policy)
         if any(not m.startswith("gail") for m, _ in todo):
@@ -447,6 +462,12 @@ def main() -> None:
         choices=METHODS,
         help="default: deep-rlsp average-features waypoints; gail: state-only GAIL (critwrap.rlsp.gail); "
         "gail-gp: the same with DAC's gradient penalty (--gail-grad-penalty)",
+    )
+    p.add_argument(
+        "--states-from",
+        default=None,
+        help="reuse the observed states of an earlier run's folder (states_seed{seed}.npy) instead of "
+        "drawing them from the expert, to compare methods on exactly the same states",
     )
     p.add_argument(
         "--gail-grad-penalty",

@@ -58,3 +58,15 @@ def test_alive_calibration_is_the_upright_indicator(bench: Any) -> None:
     assert reward == float(abs(obs[1]) <= 0.2) == 1.0
     assert not terminated
     env.close()
+
+
+def test_states_from_an_earlier_run_are_reused_and_checked(bench: Any, tmp_path: Path) -> None:
+    states = np.arange(40, dtype=np.float64).reshape(10, 4)
+    np.save(tmp_path / "states_seed3.npy", states)
+    np.testing.assert_array_equal(bench.reuse_states(tmp_path, 3, 5, "InvertedPendulum-v5"), states[:5])
+    with pytest.raises(ValueError, match=r"at least \(11, 4\)"):
+        bench.reuse_states(tmp_path, 3, 11, "InvertedPendulum-v5")
+    with pytest.raises(ValueError, match="HalfCheetah"):
+        bench.reuse_states(tmp_path, 3, 1, "HalfCheetah-v5")
+    with pytest.raises(FileNotFoundError, match="states_seed4"):
+        bench.reuse_states(tmp_path, 4, 1, "InvertedPendulum-v5")

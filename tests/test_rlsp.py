@@ -17,6 +17,8 @@ from critwrap.rlsp.deep_rlsp import (
     collect_transitions,
     infer_reward,
     load_states,
+    sample_states_from_policy,
+    sb3_policy,
 )
 from critwrap.rlsp.gradient import (
     ForwardSimulator,
@@ -269,6 +271,28 @@ def test_states_of_the_wrong_dimension_are_refused(tmp_path: Any) -> None:
     with pytest.raises(FileNotFoundError):
         load_states(tmp_path / "missing.npy", obs_dim=4)
     assert load_states(tmp_path / "s.npy").shape == (3, 17)
+
+
+def test_observed_states_from_a_stochastic_policy_depend_only_on_the_seed() -> None:
+    """A stochastic SB3 policy samples from torch's global generator: the states must not depend on
+    what ran before (the benchmark's per-seed states did, before this was fixed), and the global
+    generator is left as it was."""
+    from stable_baselines3 import SAC
+
+    model = SAC("MlpPolicy", "InvertedPendulum-v5", seed=0, device="cpu", learning_starts=0)
+    policy = sb3_policy(model)
+
+    def sample(seed: int) -> np.ndarray:
+        return sample_states_from_policy(lambda: gym.make("InvertedPendulum-v5"), policy, 3, seed=seed)[0]
+
+    torch.manual_seed(1)
+    first = sample(5)
+    after = torch.rand(3)
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after)  # the global generator was restored
+    torch.manual_seed(123)  # another history of torch's generator: same states
+    np.testing.assert_array_equal(sample(5), first)
+    assert not np.array_equal(sample(6), first)
 
 
 def test_discrete_action_envs_are_refused() -> None:

@@ -332,7 +332,23 @@ def sample_states_from_policy(
     max_steps: int | None = None,
 ) -> tuple[np.ndarray, list[float]]:
     """One state from each of ``n_states`` episodes of ``policy``: a uniformly random observation among
-    those returned by ``step`` (as the original's ``sample_obs_from_trajectory``); also the returns."""
+    those returned by ``step`` (as the original's ``sample_obs_from_trajectory``); also the returns.
+
+    ``seed`` fixes the episodes, the chosen steps and torch's random numbers while the policy runs (a
+    stochastic SB3 policy samples from torch's global generator; its state is restored afterwards), so
+    the same policy and seed give the same states in any process."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _sample_states(make_env, policy, n_states, seed, max_steps)
+
+
+def _sample_states(
+    make_env: Callable[[], gym.Env[Any, Any]],
+    policy: PolicyFn,
+    n_states: int,
+    seed: int,
+    max_steps: int | None,
+) -> tuple[np.ndarray, list[float]]:
     rng = np.random.default_rng(seed)
     env = make_env()
     states, returns = [], []
