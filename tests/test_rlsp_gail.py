@@ -155,3 +155,28 @@ def test_gradient_penalty_keeps_the_discriminator_near_1_lipschitz() -> None:
     assert free > 2 * penalised, (free, penalised)
     with pytest.raises(ValueError, match="grad_penalty"):
         GAILUpdate(np.zeros((1, 1)), grad_penalty=-1.0)
+
+
+def test_several_envs_feed_the_discriminator_the_last_steps_of_every_env() -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([Line, Line])
+    model = SAC(
+        "MlpPolicy",
+        venv,
+        learning_starts=50,
+        batch_size=16,
+        policy_kwargs={"net_arch": [8]},
+        replay_buffer_class=GAILReplayBuffer,
+        device="cpu",
+        seed=0,
+    )
+    callback = GAILUpdate(np.array([[-0.5]], np.float32), update_every=100, disc_updates=2, batch_size=8)
+    model.learn(400, callback=callback)
+    # rounds at 50 (learning starts), then every 100 steps of both envs together
+    assert [h["timesteps"] for h in callback.history] == [50.0, 150.0, 250.0, 350.0]
+    assert isinstance(model.replay_buffer, GAILReplayBuffer)
+    recent = callback._policy_states(model.replay_buffer, 100)
+    assert recent.shape == (100, 1)  # 50 rows of 2 envs
+    last = model.replay_buffer.observations[(model.replay_buffer.pos - 1) % model.replay_buffer.buffer_size]
+    np.testing.assert_array_equal(recent[:2], last.reshape(2, 1))
