@@ -159,7 +159,9 @@ def reuse_states(folder: Path, seed: int, n: int, env_id: str) -> np.ndarray:
     states = np.load(path, allow_pickle=False)
     dim = gym.make(env_id).observation_space.shape[0]
     if states.ndim != 2 or states.shape[1] != dim or len(states) < n:
-        raise ValueError(f"--states-from: {path} holds {states.shape}, need at least ({n}, {dim}) for {env_id}")
+        raise ValueError(
+            f"--states-from: {path} holds {states.shape}, need at least ({n}, {dim}) for {env_id}"
+        )
     return states[:n]
 
 
