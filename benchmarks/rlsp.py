@@ -63,7 +63,7 @@ import torch
 import yaml
 
 ENV_ID = "InvertedPendulum-v5"
-METHODS = ("deep-rlsp", "average-features", "waypoints", "gail", "gail-gp")
+METHODS = ("deep-rlsp", "average-features", "waypoints", "gail", "gail-gp", "gail-norm", "gail-gp-norm")
 SAC_KWARGS: dict[str, Any] = {
     "learning_rate": 1e-3,
     "batch_size": 256,
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> Path:
             obs = states[:n]
             t1, c1 = time.perf_counter(), time.process_time()
             extra: dict[str, Any] = {}
-            if method in ("gail", "gail-gp"):
+            if method.startswith("gail"):
                 # state-only GAIL: its SAC trains with the discriminator for the same --eval-steps on the
                 # same short episodes (termination ignored) as the SACs that evaluate the inferred rewards
                 model, gail = train_gail(
@@ -319,7 +319,8 @@ def run(args: argparse.Namespace) -> Path:
                     sac_kwargs=prof["sac_kwargs"],
                     train_episode_steps=args.train_episode_steps,
                     seed=seed,
-                    grad_penalty=args.gail_grad_penalty if method == "gail-gp" else 0.0,
+                    grad_penalty=args.gail_grad_penalty if "-gp" in method else 0.0,
+                    normalize_input=method.endswith("-norm"),
                 )
                 mean, std, returns = true_return(
                     model, args.eval_episodes, seed=70_000 + 100 * seed, env_id=env_id
@@ -337,7 +338,7 @@ def run(args: argparse.Namespace) -> Path:
                     "setup_cpu_seconds": setup_cpu,
                     "discriminator": gail.history[-1] if gail.history else {},
                 }
-                if method == "gail-gp":
+                if "-gp" in method:
                     row["grad_penalty"] = args.gail_grad_penalty
                 append(results, row)
                 log(f"seed {seed} n {n} {method}: true return {mean:.1f}")
@@ -463,7 +464,8 @@ def main() -> None:
         default=list(METHODS[:3]),
         choices=METHODS,
         help="default: deep-rlsp average-features waypoints; gail: state-only GAIL (critwrap.rlsp.gail); "
-        "gail-gp: the same with DAC's gradient penalty (--gail-grad-penalty)",
+        "gail-gp: the same with DAC's gradient penalty (--gail-grad-penalty); -norm: discriminator inputs "
+        "standardised by running statistics (imitation's RunningNorm)",
     )
     p.add_argument(
         "--states-from",

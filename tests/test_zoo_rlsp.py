@@ -132,9 +132,10 @@ def test_rlsp_gail_writes_a_policy_and_reports_its_true_return(capsys: pytest.Ca
     rc, out, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "states.npy", "--n-states", "2",
                        "--method", "gail", "--out", "gail", "--gail-steps", "300", "--gail-episode-steps", "50",
                        "--hp", "learning_starts=100", "--hp", "batch_size=16", "--hp", "policy_kwargs={net_arch: [8]}",
-                       "--eval-episodes", "2", "--gail-grad-penalty", "10")  # fmt: skip
+                       "--eval-episodes", "2", "--gail-grad-penalty", "10", "--gail-normalize")  # fmt: skip
     assert rc == 0, err
     summary = json.loads(out[: out.rindex("}") + 1])
+    assert summary["normalize_input"] is True
     assert summary["grad_penalty"] == 10 and "grad_penalty" in summary["discriminator"]
     assert summary["method"] == "gail" and summary["n_states"] == 2 and summary["steps"] == 300
     assert summary["out"] == "gail.zip" and Path("gail.zip").is_file()

@@ -57,19 +57,52 @@ from torch import nn
 __all__ = ["GAILReplayBuffer", "GAILUpdate", "StateDiscriminator", "train_gail"]
 
 
+class RunningNorm(nn.Module):
+    """Inputs standardised by the running mean and variance of every batch seen in training mode
+    (``imitation``'s ``RunningNorm``, the default input layer of its GAIL reward net); fixed in eval mode."""
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                flat = x.reshape(-1, x.shape[-1])
+                n, mean, var = flat.shape[0], flat.mean(0), flat.var(0, unbiased=False)
+                total = self.count + n
+                delta = mean - self.mean
+                new_mean = self.mean + delta * n / total
+                m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
+                self.mean.copy_(new_mean)
+                self.var.copy_(m2 / total)
+                self.count.copy_(total)
+        return (x - self.mean) / torch.sqrt(self.var + self.eps)
+
+
 class StateDiscriminator(nn.Module):
     """``D(s)``: an MLP on flat observations returning the logit that ``s`` is an observed state.
 
     Args:
         obs_dim: size of the observation vector.
         hidden: widths of the hidden layers (ReLU, as ``imitation``'s default reward MLP).
+        normalize_input: standardise the inputs by running statistics of the training batches
+            (:class:`RunningNorm`, as ``imitation``'s reward nets do by default); off by default.
     """
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (64, 64)) -> None:
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (64, 64), normalize_input: bool = False) -> None:
         super().__init__()
         if obs_dim <= 0:
             raise ValueError(f"obs_dim must be positive, got {obs_dim}")
         self.obs_dim = int(obs_dim)
+        self.norm = RunningNorm(self.obs_dim) if normalize_input else None
         layers: list[nn.Module] = []
         width = self.obs_dim
         for h in hidden:
@@ -83,7 +116,14 @@ class StateDiscriminator(nn.Module):
             raise ValueError(
                 f"the discriminator takes observations of size {self.obs_dim}, got {tuple(obs.shape)}"
             )
-        return self.net(obs.float()).squeeze(-1)
+        return self.logit_of_normalized(self.normalized(obs.float()))
+
+    def normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        """The input layer: ``obs`` standardised (updating the statistics in training mode), or as is."""
+        return obs if self.norm is None else self.norm(obs)
+
+    def logit_of_normalized(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
 
     def reward(self, obs: torch.Tensor) -> torch.Tensor:
         """GAIL's reward ``-log(1 - D(s)) = softplus(logit(s))`` (non-negative)."""
@@ -166,7 +206,7 @@ class GAILUpdate(BaseCallback):
                 f"the discriminator takes observations of size {discriminator.obs_dim}, "
                 f"the expert states have size {states.shape[1]}"
             )
-        self.discriminator = discriminator
+        self.discriminator = discriminator.eval()  # training mode only inside update()
         self.update_every = int(update_every)
         self.disc_updates = int(disc_updates)
         self.batch_size = int(batch_size)
@@ -211,12 +251,13 @@ class GAILUpdate(BaseCallback):
         recent = self._policy_states(buffer, self.update_every)
         disc = self.discriminator
         losses, acc_e, acc_p, penalties = [], [], [], []
+        disc.train()  # input statistics (if any) follow the training batches only
         for _ in range(self.disc_updates):
             e = torch.as_tensor(
                 self.expert_states[self._rng.integers(len(self.expert_states), size=self.batch_size)]
             )
             p = torch.as_tensor(recent[self._rng.integers(len(recent), size=self.batch_size)])
-            logit_e, logit_p = disc(e), disc(p)
+            logit_e, logit_p = disc(torch.cat([e, p])).split(len(e))
             loss = F.binary_cross_entropy_with_logits(
                 logit_e, torch.ones_like(logit_e)
             ) + F.binary_cross_entropy_with_logits(logit_p, torch.zeros_like(logit_p))
@@ -230,6 +271,7 @@ class GAILUpdate(BaseCallback):
             losses.append(loss.item())
             acc_e.append(float((logit_e > 0).float().mean()))
             acc_p.append(float((logit_p < 0).float().mean()))
+        disc.eval()
         with torch.no_grad():
             reward_e = float(disc.reward(torch.as_tensor(self.expert_states)).mean())
             reward_p = float(disc.reward(torch.as_tensor(recent)).mean())
@@ -248,10 +290,19 @@ class GAILUpdate(BaseCallback):
         return stats
 
     def _gradient_penalty(self, expert: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
-        """DAC's ``mean((|grad_x logit(x)|_2 - 1)^2)`` at ``x = a * expert + (1 - a) * policy``, ``a ~ U(0, 1)``."""
+        """DAC's ``mean((|grad_x logit(x)|_2 - 1)^2)`` at ``x = a * expert + (1 - a) * policy``, ``a ~ U(0, 1)``;
+        with input normalisation, ``x`` is the standardised input (so the penalty does not depend on
+        the observations' units) and the statistics are not updated by these points."""
+        disc = self.discriminator
         alpha = torch.as_tensor(self._rng.random((len(expert), 1)), dtype=expert.dtype)
-        mixed = (alpha * expert + (1 - alpha) * policy).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.discriminator(mixed).sum(), mixed, create_graph=True)
+        mixed = alpha * expert + (1 - alpha) * policy
+        if disc.norm is not None:
+            with torch.no_grad():
+                disc.norm.eval()
+                mixed = disc.norm(mixed)
+                disc.norm.train(disc.training)
+        mixed = mixed.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(disc.logit_of_normalized(mixed).sum(), mixed, create_graph=True)
         return ((grad.norm(dim=1) - 1) ** 2).mean()
 
     def _on_step(self) -> bool:
@@ -277,6 +328,7 @@ def train_gail(
     disc_learning_rate: float = 3e-4,
     disc_hidden: Sequence[int] = (64, 64),
     grad_penalty: float = 0.0,
+    normalize_input: bool = False,
     env: gym.Env[Any, Any] | VecEnv | None = None,
 ) -> tuple[Any, GAILUpdate]:
     """SAC trained by state-only GAIL from ``states`` for ``total_timesteps`` steps.
@@ -287,7 +339,8 @@ def train_gail(
     RLSP's rewards are evaluated; the true reward stays in ``info["true_reward"]``.
 
     ``grad_penalty`` (default 0, the original baseline) weighs DAC's gradient penalty on the
-    discriminator (:class:`GAILUpdate`).
+    discriminator (:class:`GAILUpdate`); ``normalize_input`` standardises its inputs
+    (:class:`RunningNorm`, ``imitation``'s default).
 
     Returns ``(model, callback)``: the SAC policy, and the callback holding the discriminator and its
     per-round statistics (``callback.history``).
@@ -305,7 +358,7 @@ def train_gail(
     torch.manual_seed(seed)
     callback = GAILUpdate(
         states,
-        StateDiscriminator(states.shape[1], disc_hidden),
+        StateDiscriminator(states.shape[1], disc_hidden, normalize_input=normalize_input),
         update_every=update_every,
         disc_updates=disc_updates,
         batch_size=disc_batch_size,

@@ -97,6 +97,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="--method gail: weight of DAC's gradient penalty on the discriminator (default 0, as the "
         "original baseline; DAC uses 10)",
     )
+    p.add_argument(
+        "--gail-normalize",
+        action="store_true",
+        help="--method gail: standardise the discriminator's inputs by running statistics (imitation's "
+        "RunningNorm); the gradient penalty then acts in standard units",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--save-states", default=None, metavar="FILE.npy", help="also save the states used")
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -248,6 +254,7 @@ def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: 
         train_episode_steps=args.gail_episode_steps,
         seed=args.seed,
         grad_penalty=args.gail_grad_penalty,
+        normalize_input=args.gail_normalize,
     )
     out = Path(args.out)
     if out.suffix != ".zip":
@@ -276,6 +283,7 @@ def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: 
         "true_returns": returns,
         "discriminator": gail.history[-1] if gail.history else {},
         "grad_penalty": args.gail_grad_penalty,
+        "normalize_input": bool(args.gail_normalize),
         "states_from": notes,
     }
     print(json.dumps(summary, indent=2))
