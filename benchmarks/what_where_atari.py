@@ -8,6 +8,8 @@ what/where / NatureCNN ratio of the means (the issue's target: >= 0.95).
 
     python benchmarks/what_where_atari.py --out bench_out/what_where --game Breakout --steps 100000 --seeds 0 1 --jobs 2
 
+``--merge FILE`` adds rows of earlier runs (same JSON fields; the training statistics may be missing)
+to the summary, which also gives a seed-pair bootstrap 95% interval of the ratio.
 ``--extractors`` runs only some of the two (to spread runs over processes started separately);
 the trained models are saved to ``OUT/models/``; ``--attention SEED`` then writes the attention maps of
 that seed's what/where model on one evaluation game (``OUT/what_where_<game>_attention.png`` and ``.gif``).
@@ -121,12 +123,16 @@ def summary(rows: list[dict[str, Any]], game: str, steps: int, random_mean: floa
         if not mine:
             continue
         ev = np.array([r["eval_mean"] for r in mine])
-        tr = np.array([r["train_last100_mean"] for r in mine])
+        # rows merged from earlier reports (--merge) may lack the training statistics
+        tr = np.array([r["train_last100_mean"] for r in mine if r.get("train_last100_mean") is not None])
+        sps = [r["steps_per_cpu_second"] for r in mine if r.get("steps_per_cpu_second") is not None]
         means[name] = float(ev.mean())
         lines.append(
-            f"| {name} | {len(mine)} | {ev.mean():.1f} ± {ev.std():.1f} | {tr.mean():.2f} ± {tr.std():.2f} | "
+            f"| {name} | {len(mine)} | {ev.mean():.1f} ± {ev.std():.1f} | "
+            + (f"{tr.mean():.2f} ± {tr.std():.2f} (n={len(tr)})" if len(tr) else "-")
+            + " | "
             + ", ".join(f"{r['eval_mean']:.1f}" for r in mine)
-            + f" | {np.mean([r['steps_per_cpu_second'] for r in mine]):.0f} |"
+            + (f" | {np.mean(sps):.0f} (n={len(sps)}) |" if sps else " | - |")
         )
     if random_mean is not None:
         lines += ["", f"uniform random policy on the same evaluation games: {random_mean:.1f}"]
@@ -134,10 +140,34 @@ def summary(rows: list[dict[str, Any]], game: str, steps: int, random_mean: floa
             lines.append(f"NatureCNN / random: {means['nature-cnn'] / max(random_mean, 1e-9):.2f}")
     if len(means) == 2 and means["nature-cnn"] > 0:
         lines += ["", f"what-where / NatureCNN (eval means): {means['what-where'] / means['nature-cnn']:.2f}"]
+        lo, hi, n = ratio_interval(rows)
+        if n >= 2:
+            lines.append(f"seed-pair bootstrap 95% interval of that ratio ({n} seeds): [{lo:.2f}, {hi:.2f}]")
         if random_mean is not None and means["nature-cnn"] > random_mean:
             above = (means["what-where"] - random_mean) / (means["nature-cnn"] - random_mean)
             lines.append(f"what-where / NatureCNN above random: {above:.2f}")
     return "\n".join(lines)
+
+
+def ratio_interval(
+    rows: list[dict[str, Any]], resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, int]:
+    """Percentile 95% bootstrap interval of mean(what-where) / mean(NatureCNN), resampling seed pairs.
+
+    Only seeds run with both extractors count; returns ``(low, high, number of seeds)``.
+    """
+    by_seed: dict[int, dict[str, float]] = {}
+    for r in rows:
+        by_seed.setdefault(int(r["seed"]), {})[r["extractor"]] = float(r["eval_mean"])
+    pairs = np.array([[v["what-where"], v["nature-cnn"]] for v in by_seed.values() if len(v) == 2])
+    if len(pairs) < 2:
+        return float("nan"), float("nan"), len(pairs)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
+    ww, nc = pairs[idx, 0].mean(axis=1), pairs[idx, 1].mean(axis=1)
+    ratios = ww[nc > 0] / nc[nc > 0]
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(lo), float(hi), len(pairs)
 
 
 def attention_pictures(out: Path, game: str, steps: int, seed: int, pictures: Path) -> list[Path]:
@@ -182,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extractors", nargs="+", choices=EXTRACTORS, default=list(EXTRACTORS))
     p.add_argument("--summary-only", action="store_true")
     p.add_argument(
+        "--merge", type=Path, nargs="+", default=[], metavar="JSONL",
+        help="runs.jsonl-style files of earlier runs to include in the summary (not rerun)",
+    )  # fmt: skip
+    p.add_argument(
         "--attention", type=int, metavar="SEED", default=None,
         help="after the runs, write attention maps (PNG, GIF) of this seed's saved what-where model to OUT",
     )  # fmt: skip
@@ -224,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(json.dumps(row) + "\n")
         mine = [row]
     random_mean = float(np.mean(mine[0]["returns"])) if mine else None
-    print(summary(rows, args.game, args.steps, random_mean))
+    merged = [json.loads(line) for f in args.merge for line in f.read_text().splitlines() if line.strip()]
+    clash = {(r["extractor"], r["seed"]) for r in merged} & {(r["extractor"], r["seed"]) for r in rows}
+    if clash:
+        raise SystemExit(f"--merge rows repeat runs already in {path}: {sorted(clash)}")
+    print(summary(rows + merged, args.game, args.steps, random_mean))
     if args.attention is not None:
         for path in attention_pictures(args.out, args.game, args.steps, args.attention, args.out):
             print(f"wrote {path}")

@@ -1,0 +1,67 @@
+"""The what/where benchmark's summary: merged earlier runs and the seed-pair bootstrap of the ratio."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench() -> object:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import what_where_atari
+    finally:
+        sys.path.pop(0)
+    return what_where_atari
+
+
+def _rows(ww: list[float], nc: list[float]) -> list[dict[str, object]]:
+    rows = []
+    for name, vals in (("what-where", ww), ("nature-cnn", nc)):
+        for seed, v in enumerate(vals):
+            rows.append({"extractor": name, "game": "G", "steps": 10, "seed": seed, "eval_mean": v})
+    return rows
+
+
+def test_ratio_interval_brackets_the_ratio_and_pairs_seeds(bench: object) -> None:
+    rng = np.random.default_rng(1)
+    nc = list(rng.uniform(1000, 2000, size=8))
+    ww = [0.5 * v for v in nc]  # what-where exactly half of NatureCNN on every seed
+    lo, hi, n = bench.ratio_interval(_rows(ww, nc))  # type: ignore[attr-defined]
+    assert n == 8
+    # seed pairs are resampled together, so a constant per-seed ratio gives a degenerate interval
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    noisy = [v * f for v, f in zip(nc, rng.uniform(0.3, 1.1, size=8))]
+    lo, hi, _ = bench.ratio_interval(_rows(noisy, nc))  # type: ignore[attr-defined]
+    ratio = np.mean(noisy) / np.mean(nc)
+    assert lo < ratio < hi and hi - lo > 0.05
+
+
+def test_ratio_interval_ignores_seeds_run_with_one_extractor(bench: object) -> None:
+    rows = _rows([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])
+    rows.append({"extractor": "nature-cnn", "game": "G", "steps": 10, "seed": 9, "eval_mean": 1e6})
+    lo, hi, n = bench.ratio_interval(rows)  # type: ignore[attr-defined]
+    assert n == 3 and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+
+
+def test_summary_only_merges_earlier_runs_and_refuses_repeats(
+    bench: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    merged = tmp_path / "earlier.jsonl"
+    merged.write_text("\n".join(json.dumps(r) for r in _rows([1.0, 3.0], [2.0, 4.0])) + "\n")
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--game", "G", "--steps", "10", "--summary-only", "--merge", str(merged)]
+    assert bench.main(args) == 0  # type: ignore[attr-defined]
+    text = capsys.readouterr().out
+    assert "what-where / NatureCNN (eval means): 0.67" in text
+    assert "(2 seeds)" in text
+    (out / "runs.jsonl").write_text(json.dumps(_rows([1.0], [2.0])[0]) + "\n")
+    with pytest.raises(SystemExit, match="repeat runs"):
+        bench.main(args)  # type: ignore[attr-defined]
