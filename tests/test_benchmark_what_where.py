@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench() -> object:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import what_where_atari
-    finally:
-        sys.path.pop(0)
-    return what_where_atari
+    spec = importlib.util.spec_from_file_location(
+        "what_where_atari", ROOT / "benchmarks" / "what_where_atari.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _rows(ww: list[float], nc: list[float]) -> list[dict[str, object]]:
