@@ -37,7 +37,9 @@ import torch
 CHANNELS = (32, 64, 128, 128, 256)
 
 
-def dsi_for(shape: tuple[int, ...], channels: tuple[int, ...] = CHANNELS, bf16: bool = False) -> Any:
+def dsi_for(
+    shape: tuple[int, ...], channels: tuple[int, ...] = CHANNELS, bf16: bool = False, device: str = "cpu"
+) -> Any:
     """An untrained DSI with the given channels built for frames of ``shape`` (its networks exist)."""
     from critwrap.detectors.dsi import DSI
 
@@ -54,6 +56,7 @@ def dsi_for(shape: tuple[int, ...], channels: tuple[int, ...] = CHANNELS, bf16: 
         classes=[0.0, 1.0],
         num_threads=None,
         bf16=bf16,
+        device=device,
     )
 
 
@@ -71,6 +74,7 @@ def measure_env(
     channels: tuple[int, ...],
     bf16: bool = False,
     paths: tuple[str, ...] = ("per-env", "vec"),
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -82,7 +86,7 @@ def measure_env(
     shape = tuple(probe.observation_space.shape)
     n_actions = int(probe.action_space.n)
     probe.close()
-    det = dsi_for(shape, channels, bf16)
+    det = dsi_for(shape, channels, bf16, device)
     rng = np.random.default_rng(0)
     subgoals = rng.normal(size=(16, channels[-1])).astype(np.float32)
     kwargs = {"detector": det, "subgoals": subgoals, "threshold": 0.99}
@@ -135,7 +139,8 @@ def measure_env(
         rows.append(
             {
                 "env": env_id,
-                "scorer": f"DSI {'-'.join(map(str, channels))}{' bf16' if bf16 else ''}",
+                "scorer": f"DSI {'-'.join(map(str, channels))}{' bf16' if bf16 else ''}"
+                + (f" on {device}" if device != "cpu" else ""),
                 "obs_shape": list(shape),
                 "path": path,
                 "env_steps": env_steps,
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--channels", type=int, nargs=5, default=list(CHANNELS))
     p.add_argument("--bf16", action="store_true", help="the DSI's bfloat16 autocast (CPUs with avx512_bf16)")
+    p.add_argument("--device", default="cpu", help="where the scorer runs: cpu, cuda, cuda:N")
     p.add_argument("--paths", nargs="+", default=["per-env", "vec"], choices=["per-env", "vec"])
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--markdown", type=Path, default=None)
@@ -176,16 +182,30 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for env_id in args.envs:
         rows += measure_env(
-            env_id, args.n_envs, args.steps, args.rounds, tuple(args.channels), args.bf16, tuple(args.paths)
+            env_id,
+            args.n_envs,
+            args.steps,
+            args.rounds,
+            tuple(args.channels),
+            args.bf16,
+            tuple(args.paths),
+            args.device,
         )
+    gpu = (
+        f", GPU {torch.cuda.get_device_name(torch.device(args.device))}"
+        if args.device.startswith("cuda")
+        else ", no GPU"
+    )
     meta = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, no GPU",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}",
         "torch_threads": args.threads,
         "load_before": load0,
         "load_after": os.getloadavg(),
         "channels": list(args.channels),
         "bf16": args.bf16,
+        "device": args.device,
+        "torch": torch.__version__,
     }
     lines = [
         "| env | obs | scorer | path | bare steps/CPU-s | wrapped steps/CPU-s | overhead (CPU) | overhead (wall) "

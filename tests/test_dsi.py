@@ -574,3 +574,42 @@ def test_a_learned_predictor_beats_the_constant_baseline() -> None:
         )
     best = min(r["val_loss_predictor"] for r in det.history)
     assert best < 0.95 * det.history[-1]["val_loss_constant"], (best, det.history[-1]["val_loss_constant"])
+
+
+# ---- device --------------------------------------------------------------------------------------
+
+
+def test_device_is_checked_kept_out_of_the_checkpoint_and_cpu_gives_the_default_model(tmp_path) -> None:
+    eps = random_episodes(8, seed=7)
+    a = DSI(**TINY).fit(eps, epochs=1, progress=False, seed=3)
+    b = DSI(**TINY, device="cpu").fit(eps, epochs=1, progress=False, seed=3)
+    assert a.device == torch.device("cpu") == b.device
+    sa, sb = a._get_state(), b._get_state()
+    assert all(np.array_equal(sa[k], sb[k]) for k in sa)
+    assert b.to(torch.device("cpu")) is b
+    b.save(tmp_path / "d")
+    assert "device" not in json.loads((tmp_path / "d" / "config.json").read_text())["config"]
+    for bad, match in (("meta", "runs on .cpu."), ("tpu", "not a torch device"), (3.5, "not a torch")):
+        with pytest.raises(ValueError, match=match):
+            DSI(**TINY, device=bad)
+        with pytest.raises(ValueError, match=match):
+            a.to(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            DSI(**TINY, device="cuda")
+    assert a.device == torch.device("cpu")  # a refused move leaves the detector where it was
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fit_and_scores_match_the_cpu() -> None:
+    eps = random_episodes(8, seed=8)
+    cpu = DSI(**TINY, mask_sampling="bernoulli").fit(eps, epochs=2, progress=False, seed=1)
+    gpu = DSI(**TINY, mask_sampling="bernoulli", device="cuda").fit(eps, epochs=2, progress=False, seed=1)
+    assert next(gpu.detector_net.parameters()).is_cuda
+    frames = [e.frames for e in eps]
+    for x, y in zip(cpu.score_batch(frames), gpu.score_batch(frames), strict=True):
+        np.testing.assert_allclose(x, y, atol=2e-3)
+    np.testing.assert_allclose(cpu.embed(frames[0]), gpu.embed(frames[0]), rtol=1e-2, atol=1e-3)
+    np.testing.assert_allclose(cpu.predict(frames), gpu.predict(frames), atol=2e-3)
+    moved = gpu.to("cpu")
+    np.testing.assert_allclose(moved.score(frames[0]), cpu.score(frames[0]), atol=2e-3)

@@ -336,7 +336,9 @@ def _build_modules() -> dict[str, Any]:
             self.bf16 = False
 
         def encode(self, x: torch.Tensor) -> torch.Tensor:
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+            ctx = (
+                torch.autocast(x.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+            )
             with ctx:
                 parts = [self.encoder(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)]
             feats = parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -453,14 +455,17 @@ class _Layout:
     n_episodes: int
 
     @classmethod
-    def from_lengths(cls, lengths: Sequence[int]) -> _Layout:
+    def from_lengths(cls, lengths: Sequence[int], device: Any = None) -> _Layout:
         torch = _torch()
         lens = torch.as_tensor(list(lengths), dtype=torch.int64)
         b_idx = torch.repeat_interleave(torch.arange(len(lens)), lens)
         starts = torch.cumsum(lens, 0) - lens
         t_idx = torch.arange(int(lens.sum())) - torch.repeat_interleave(starts, lens)
         rev_idx = lens[b_idx] - 1 - t_idx
-        return cls(lens, b_idx, t_idx, rev_idx, int(lens.max()), len(lens))
+        t_max, n = int(lens.max()), len(lens)
+        if device is not None and torch.device(device).type != "cpu":
+            lens, b_idx, t_idx, rev_idx = (v.to(device) for v in (lens, b_idx, t_idx, rev_idx))
+        return cls(lens, b_idx, t_idx, rev_idx, t_max, n)
 
     def doubled(self) -> _Layout:
         """The layout of this batch concatenated with itself (two videos per episode)."""
@@ -479,6 +484,26 @@ class _Layout:
 # --------------------------------------------------------------------------------------------------
 # data handling
 # --------------------------------------------------------------------------------------------------
+
+
+def _check_device(device: Any) -> Any:
+    """``device`` as a ``torch.device``; a ``ValueError`` naming it when torch cannot use it here."""
+    torch = _torch()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ('cpu', 'cuda', 'cuda:0', ...)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine (use 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r}: torch sees no Apple MPS device on this machine (use 'cpu')")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {device!r}: the DSI runs on 'cpu', 'cuda[:N]' or 'mps'")
+    return dev
 
 
 def _infer_layout(shape: tuple[int, ...]) -> str:
@@ -574,11 +599,19 @@ class DSI(Detector):
         config: the :class:`DSIConfig` (the fields set by fit are filled in after :meth:`fit`).
         history: one dict of mean losses (and validation metrics) per epoch of the last :meth:`fit`.
         fit_stats: wall time, frames and frames per second of the last :meth:`fit`.
+
+    ``device`` (``"cpu"`` by default, ``"cuda"``, ``"cuda:1"``, ...) is where the networks live and run
+    for fit, score, embed and predict; it is a property of this object, not of the checkpoint (a DSI
+    saved on a GPU loads on the CPU): move a loaded one with :meth:`to`. Initial weights are drawn on
+    the CPU, so a seed gives the same starting networks on every device.
     """
 
     registry_name: ClassVar[str] = "dsi"
 
-    def __init__(self, config: DSIConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, config: DSIConfig | dict[str, Any] | None = None, *, device: Any = "cpu", **kwargs: Any
+    ) -> None:
+        self._device = _check_device(device)
         if isinstance(config, DSIConfig):
             base = config.to_dict()
         elif isinstance(config, dict):
@@ -619,6 +652,25 @@ class DSI(Detector):
             config.setdefault(key, old)
         return config
 
+    # ---- device ----------------------------------------------------------------------------------
+    @property
+    def device(self) -> Any:
+        """The ``torch.device`` the networks run on (see :meth:`to`)."""
+        return self._device
+
+    def to(self, device: Any) -> DSI:
+        """Run the networks on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:0"``, a ``torch.device``) from
+        now on; returns ``self``. An unavailable device is a ``ValueError`` naming it. A ``fit`` in
+        progress cannot be resumed on another device (``resume=True`` after ``to`` raises)."""
+        dev = _check_device(device)
+        if self.is_fitted:
+            self.detector_net.to(dev)
+            self.predictor_net.to(dev)
+        if dev != self._device:
+            self._resume = None  # the optimisers' states live on the old device
+        self._device = dev
+        return self
+
     # ---- helpers ---------------------------------------------------------------------------------
     def _shape_known(self) -> bool:
         c = self.config
@@ -658,6 +710,7 @@ class DSI(Detector):
             net.backbone.bf16 = bool(c.bf16)
             if _CHANNELS_LAST:
                 net.to(memory_format=torch.channels_last)
+            net.to(self._device)
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
@@ -700,9 +753,11 @@ class DSI(Detector):
         """Concatenate HWC episodes into one float (N, C, H, W) tensor in [0, 1]."""
         torch = _torch()
         fmt = torch.channels_last if _CHANNELS_LAST else torch.contiguous_format
+        dev = self._device
         if all(f.dtype == np.uint8 for f in frames):
             cat = np.concatenate(frames) if len(frames) > 1 else frames[0]
-            x = torch.from_numpy(np.ascontiguousarray(cat)).permute(0, 3, 1, 2)
+            # uint8 crosses to the device (a quarter of the bytes of float32), then converts there
+            x = torch.from_numpy(np.ascontiguousarray(cat)).to(dev).permute(0, 3, 1, 2)
             return x.contiguous(memory_format=fmt).float().div_(255.0)
         parts = []
         for f in frames:
@@ -714,7 +769,8 @@ class DSI(Detector):
                     scale = 1.0 / 255.0 if float(np.max(f)) > 1.0 else 1.0
                 parts.append(f.astype(np.float32) * np.float32(scale))
         cat = np.concatenate(parts)
-        return torch.from_numpy(np.ascontiguousarray(cat)).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+        x = torch.from_numpy(np.ascontiguousarray(cat)).to(dev)
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
 
     # ---- data ------------------------------------------------------------------------------------
     def _prepare(self, episodes: Any, what: str, fitting: bool) -> _Data:
@@ -1082,8 +1138,8 @@ class DSI(Detector):
         torch = _torch()
         frames = [data.frames[i] for i in idx]
         x = self._to_tensor(frames)
-        layout = _Layout.from_lengths([len(f) for f in frames])
-        y = torch.from_numpy(data.targets[idx])
+        layout = _Layout.from_lengths([len(f) for f in frames], self._device)
+        y = torch.from_numpy(data.targets[idx]).to(self._device)
         return x, layout, y
 
     def _train_step(
@@ -1152,7 +1208,8 @@ class DSI(Detector):
         n = layout.n_episodes
         if self.config.mask_sampling == "bernoulli":
             if sample:  # a 0/1 mask drawn with probabilities m; gradients pass straight through to m
-                hard = torch.bernoulli(m.detach(), generator=self._mask_gen)
+                # drawn on the CPU from the fit's seeded generator: the same draws on every device
+                hard = torch.bernoulli(m.detach().cpu(), generator=self._mask_gen).to(m.device)
             else:
                 hard = (m.detach() > 0.5).to(m.dtype)
             m = hard + m - m.detach()
@@ -1196,7 +1253,7 @@ class DSI(Detector):
                 }
                 constant = getattr(self, "_constant", None)
                 if constant is not None and constant.shape[1] == out.shape[1]:
-                    const_out = torch.from_numpy(constant).to(out.dtype).expand(k, -1)
+                    const_out = torch.from_numpy(constant).to(out.device, out.dtype).expand(k, -1)
                     vals["loss_constant"] = float(self._task_loss(const_out, y))
                     vals.update(self._accuracies(acc_constant=const_out, y=y))
                 for key, v in vals.items():
@@ -1232,8 +1289,8 @@ class DSI(Detector):
             self.detector_net.eval()
             for chunk in self._chunks(hwc):
                 frames = [hwc[i] for i in chunk]
-                layout = _Layout.from_lengths([len(f) for f in frames])
-                m = self.detector_net(self._to_tensor(frames), layout).float().numpy()
+                layout = _Layout.from_lengths([len(f) for f in frames], self._device)
+                m = self.detector_net(self._to_tensor(frames), layout).float().cpu().numpy()
                 offsets = np.cumsum([0] + [len(f) for f in frames])
                 for j, i in enumerate(chunk):
                     out[i] = m[offsets[j] : offsets[j + 1]].copy()
@@ -1254,7 +1311,7 @@ class DSI(Detector):
             self.detector_net.eval()
             for i in range(0, len(hwc), limit):
                 x = self._to_tensor([hwc[i : i + limit]])
-                parts.append(self.detector_net.backbone.encode(x).float().numpy())
+                parts.append(self.detector_net.backbone.encode(x).float().cpu().numpy())
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     def predict(self, episodes: Sequence[np.ndarray], masked: bool = False) -> np.ndarray:
@@ -1277,7 +1334,7 @@ class DSI(Detector):
         with self._threads(), torch.inference_mode():
             for chunk in self._chunks(hwc):
                 frames = [hwc[i] for i in chunk]
-                layout = _Layout.from_lengths([len(f) for f in frames])
+                layout = _Layout.from_lengths([len(f) for f in frames], self._device)
                 x = self._to_tensor(frames)
                 if masked:
                     o = self._masked_outputs(x, layout, self.detector_net(x, layout), reverse=False)[0]
@@ -1285,7 +1342,7 @@ class DSI(Detector):
                     o = self.predictor_net(x, layout)
                 o = o.float()
                 results.append(o.softmax(1) if self.config.task == "classification" else o.squeeze(-1))
-        res = torch.cat(results).numpy()
+        res = torch.cat(results).cpu().numpy()
         return res if self.config.task == "classification" else res * self.config.return_scale
 
     # ---- persistence -----------------------------------------------------------------------------
