@@ -481,3 +481,18 @@ def test_zoo_buffer_errors_are_clear(in_tmp: Path, capsys: pytest.CaptureFixture
     )
     assert rc == 1 and "does not take ['n_steps']" in err
     assert not Path("runs").exists() or not list(Path("runs").rglob("model.zip"))
+
+
+def test_detector_device_is_applied_and_checked(tmp_path: Path) -> None:
+    from critwrap.detectors.baselines import RandomDetector
+
+    det = RandomDetector(seed=0)
+    det.save(tmp_path / "rand")
+    buf = make_buffer(None, detector_device=None)
+    assert buf.detector_device is None
+    buf = make_buffer(str(tmp_path / "rand"), detector_device="same")  # the buffer's device: cpu here
+    assert buf.detector_device == "cpu" and isinstance(buf.detector, RandomDetector)
+    with pytest.raises(ValueError, match="CPU only"):
+        make_buffer(str(tmp_path / "rand"), detector_device="cuda")
+    with pytest.raises(ValueError, match="without a detector"):
+        make_buffer(None, detector_device="cpu")

@@ -300,3 +300,10 @@ def test_subproc_envs_get_a_saved_copy_of_the_detector(tmp_path: Path) -> None:
             assert len(swaps) == cb.refreshes and all(name == "DSI" and n >= 2 for name, n in swaps)
     finally:
         venv.close()
+
+
+def test_detector_device_moves_the_refreshed_detector() -> None:
+    cb = DetectorRefresh(detector="dsi", detector_kwargs={"channels": (4, 8, 8, 8, 8)}, detector_device="cpu")
+    assert cb.detector.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="CPU only"):
+        DetectorRefresh(detector="random", detector_device="cuda")

@@ -603,3 +603,63 @@ def test_zoo_train_ppo_keycorridor_with_subgoal_reward(
     assert cfg["wrappers"][0]["name"] == "subgoal-reward"
     assert cfg["wrappers"][0]["kwargs"] == {"detector": str(det), "episodes": str(store), "k": 2}
     assert json.loads((config.parent / "status.json").read_text())["status"] == "finished"
+
+
+# ---- detector device ---------------------------------------------------------------------------------------
+
+
+def test_detector_device_moves_the_detector_and_bad_devices_are_refused(tiny_dsi: tuple[Path, Path]) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from critwrap.detectors.baselines import RandomDetector
+    from critwrap.vec import SubgoalRewardVecEnv
+
+    det, store = tiny_dsi
+    kwargs = {"detector": str(det), "episodes": str(store), "k": 3, "threshold": 0.5}
+    env = critwrap.make("KeyCorridor", wrappers=[(SubgoalReward, {**kwargs, "detector_device": "cpu"})])
+    assert env.detector.device == torch.device("cpu")
+    assert env.spec is not None and "detector_device" in str(env.spec.additional_wrappers)
+    venv = SubgoalRewardVecEnv(
+        DummyVecEnv([lambda: critwrap.make("KeyCorridor")]), **kwargs, detector_device="cpu"
+    )
+    assert venv.detector is not None and venv.detector.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="CPU only"):  # a detector without networks cannot move
+        SubgoalReward(
+            critwrap.make("KeyCorridor"),
+            detector=RandomDetector(),
+            subgoals=np.zeros((1, 4)),
+            encoder=pixel_encoder,
+            detector_device="cuda",
+        )
+    with pytest.raises(ValueError, match="without a detector"):
+        SubgoalReward(
+            critwrap.make("KeyCorridor"),
+            subgoals=np.zeros((1, 4)),
+            encoder=pixel_encoder,
+            detector_device="cpu",
+        )
+    with pytest.raises(ValueError, match="device"):
+        SubgoalReward(critwrap.make("KeyCorridor"), **kwargs, detector_device="tpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_vec_twin_on_cuda_gives_the_cpu_rewards(tiny_dsi: tuple[Path, Path]) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from critwrap.vec import SubgoalRewardVecEnv
+
+    det, store = tiny_dsi
+    kwargs = {"detector": str(det), "episodes": str(store), "k": 3, "threshold": 0.5}
+
+    def base() -> gym.Env:
+        return critwrap.make("KeyCorridor")
+
+    cpu = SubgoalRewardVecEnv(DummyVecEnv([base] * 2), **kwargs)
+    gpu = SubgoalRewardVecEnv(DummyVecEnv([base] * 2), **kwargs, detector_device="cuda")
+    for v in (cpu, gpu):
+        v.seed(1)
+        v.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        actions = rng.integers(0, 3, 2)
+        np.testing.assert_allclose(cpu.step(actions)[1], gpu.step(actions)[1], atol=1e-4)

@@ -117,6 +117,10 @@ class CriticalNStepReplayBuffer(ReplayBuffer):
         score_window: score episodes in consecutive windows of this many steps (the length the
             detector was trained on); ``None``: each episode in one sequence.
         check_algorithm: refuse algorithms other than :data:`SUPPORTED_ALGORITHMS` (and subclasses).
+        detector_device: where the detector scores finished episodes (``"cuda"``; see
+            :meth:`critwrap.detectors.base.Detector.to`); ``"same"``: the buffer's own ``device`` (the
+            algorithm's); ``None`` (default): leave the detector where it is (a saved one loads on the
+            CPU). Saved detectors given to :meth:`set_detector` later load there too.
 
     Attributes:
         scores: ``(buffer_size, n_envs)`` float32 detector score of each stored state.
@@ -146,6 +150,7 @@ class CriticalNStepReplayBuffer(ReplayBuffer):
         preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         score_window: int | None = None,
         check_algorithm: bool = True,
+        detector_device: str | None = None,
     ) -> None:
         if "discounts" not in ReplayBufferSamples._fields:
             import stable_baselines3
@@ -208,9 +213,12 @@ class CriticalNStepReplayBuffer(ReplayBuffer):
         self.last_n_steps = np.zeros(0, dtype=np.int64)
         self.episodes_scored = 0
         self.score_seconds = 0.0
+        self.detector_device = str(self.device) if detector_device == "same" else detector_device
         self.detector: Detector | None = None
         if detector is not None:
             self.set_detector(detector, rescore=False)
+        elif self.detector_device is not None:
+            raise ValueError(f"detector_device={detector_device!r} was given without a detector")
 
     # -- validation ------------------------------------------------------------------------------
     @staticmethod
@@ -280,7 +288,7 @@ class CriticalNStepReplayBuffer(ReplayBuffer):
         if isinstance(detector, str | os.PathLike):
             from critwrap.detectors.base import load_detector
 
-            detector = load_detector(detector)
+            detector = load_detector(detector, device=self.detector_device)
         if detector is not None and not isinstance(detector, Detector):
             raise TypeError(
                 f"detector must be a critwrap Detector, a saved detector's path or None, got {type(detector).__name__}"

@@ -160,6 +160,10 @@ class DetectorRefresh(EpisodeRecorderCallback):
             the detectors are saved to ``run_dir/detector``.
         seed: seed of the fits (``seed + k`` for the k-th refresh).
         verbose: 1 prints a line per refresh.
+        detector_device: fit and score the detector there (``"cuda"``; see
+            :meth:`critwrap.detectors.base.Detector.to`); ``None`` (default): where it is (the CPU for a
+            registry name or a saved detector). The wrappers and the buffer receive the detector itself,
+            so they score on that device too.
 
     Attributes:
         detector: the current detector. ``refreshes``: refreshes done. ``skipped``: refreshes skipped.
@@ -188,6 +192,7 @@ class DetectorRefresh(EpisodeRecorderCallback):
         run_dir: str | os.PathLike[str] | None = None,
         seed: int = 0,
         verbose: int = 0,
+        detector_device: str | None = None,
     ) -> None:
         for name, value, low in (
             ("every", every, 1),
@@ -209,6 +214,8 @@ class DetectorRefresh(EpisodeRecorderCallback):
             store if store is not None else tempfile.mkdtemp(prefix="critwrap-refresh-"), verbose=verbose
         )
         self.detector = _resolve_detector(detector, detector_kwargs or {})
+        if detector_device is not None:
+            self.detector = self.detector.to(detector_device)
         self.every = int(every)
         self.min_episodes = int(min_episodes)
         self.max_episodes_kept = int(max_episodes)

@@ -112,6 +112,15 @@ class Detector(ABC):
             idx = idx[order]
         return np.sort(idx)
 
+    # ---- device --------------------------------------------------------------------------------
+    def to(self, device: Any) -> Detector:
+        """Run on ``device`` from now on; returns ``self``. Detectors without networks run on the CPU
+        only: ``"cpu"`` is accepted, anything else is a ``ValueError`` (learned detectors such as
+        :class:`~critwrap.detectors.dsi.DSI` override this to move their networks)."""
+        if str(device).split(":")[0] != "cpu":
+            raise ValueError(f"{type(self).__name__} runs on the CPU only; cannot move it to {device!r}")
+        return self
+
     # ---- persistence -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """JSON-able constructor arguments (``type(self)(**config)`` rebuilds an untrained twin)."""
@@ -153,8 +162,11 @@ class Detector(ABC):
         return load_detector(path, expected=None if cls is Detector else cls)
 
 
-def load_detector(path: str | os.PathLike[str], expected: type | None = None) -> Detector:
-    """Open a saved detector directory; the class is found by its registry name (no unpickling)."""
+def load_detector(path: str | os.PathLike[str], expected: type | None = None, device: Any = None) -> Detector:
+    """Open a saved detector directory; the class is found by its registry name (no unpickling).
+
+    ``device`` (e.g. ``"cuda"``): move the loaded detector there (:meth:`Detector.to`); by default it
+    stays on the CPU, wherever it was trained."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -185,4 +197,4 @@ def load_detector(path: str | os.PathLike[str], expected: type | None = None) ->
     except (SafetensorError, OSError, ValueError) as exc:
         raise DetectorFormatError(f"{weights} is corrupt or unreadable: {exc}") from exc
     det._set_state(state)
-    return det
+    return det if device is None else det.to(device)

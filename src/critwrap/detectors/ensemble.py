@@ -85,6 +85,12 @@ class MeanEnsemble(Detector):
     def embed(self, frames: np.ndarray) -> np.ndarray:
         return np.concatenate([m.embed(frames) for m in self.members], axis=1).astype(np.float32)
 
+    def to(self, device: Any) -> MeanEnsemble:
+        """Move every member to ``device`` (each must support it, see :meth:`Detector.to`)."""
+        for m in self.members:
+            m.to(device)
+        return self
+
     def get_config(self) -> dict[str, Any]:
         return {"members": [{"detector": m.registry_name, "config": m.get_config()} for m in self.members]}
 

@@ -48,7 +48,8 @@ class SubgoalRewardVecEnv(VecEnvWrapper, _SubgoalCore):
     Args:
         venv: an SB3 ``VecEnv`` with array (``Box``) observations.
         detector, episodes, subgoals, encoder, threshold, bonus, weights, potential_based, gamma, k,
-        score_threshold, success_above, exclude_failed: as :class:`~critwrap.wrappers.subgoal.SubgoalReward`.
+        score_threshold, success_above, exclude_failed, detector_device: as
+        :class:`~critwrap.wrappers.subgoal.SubgoalReward`.
 
     Hot swap (what the ``DetectorRefresh`` callback calls), as on the wrapper:
 
@@ -78,6 +79,7 @@ class SubgoalRewardVecEnv(VecEnvWrapper, _SubgoalCore):
         score_threshold: float | None = None,
         success_above: float = 0.0,
         exclude_failed: bool = False,
+        detector_device: str | None = None,
     ) -> None:
         VecEnvWrapper.__init__(self, venv)
         self._setup(
@@ -96,6 +98,7 @@ class SubgoalRewardVecEnv(VecEnvWrapper, _SubgoalCore):
             score_threshold,
             success_above,
             exclude_failed,
+            detector_device,
         )
         self.encoder_calls = 0
         self._reached = np.zeros((self.num_envs, len(self.subgoal_set)), dtype=bool)

@@ -114,21 +114,26 @@ def _import_path(path: str) -> Any:
     return obj
 
 
-def resolve_detector(detector: Detector | str | os.PathLike[str] | None) -> Detector | None:
-    """A :class:`~critwrap.detectors.base.Detector`, or one loaded from a saved detector directory."""
+def resolve_detector(
+    detector: Detector | str | os.PathLike[str] | None, device: str | None = None
+) -> Detector | None:
+    """A :class:`~critwrap.detectors.base.Detector`, or one loaded from a saved detector directory;
+    with ``device``, moved there (:meth:`~critwrap.detectors.base.Detector.to`)."""
     if detector is None:
+        if device is not None:
+            raise ValueError(f"detector_device={device!r} was given without a detector")
         return None
     from critwrap.detectors.base import Detector, load_detector
 
     if isinstance(detector, Detector):
-        return detector
+        return detector if device is None else detector.to(device)
     if isinstance(detector, (str, os.PathLike)):
         if not Path(detector).exists():
             raise FileNotFoundError(
                 f"detector {str(detector)!r} does not exist; give a directory written by detector.save(DIR) "
                 "(e.g. by `python -m critwrap.zoo detect`) or a Detector object"
             )
-        return load_detector(detector)
+        return load_detector(detector, device=device)
     raise TypeError(
         f"detector must be a critwrap Detector, a path to a saved detector or None, got {type(detector).__name__}"
     )
@@ -416,6 +421,7 @@ class _SubgoalCore:
         score_threshold: float | None,
         success_above: float,
         exclude_failed: bool = False,
+        detector_device: str | None = None,
     ) -> None:
         if not isinstance(observation_space, gym.spaces.Box):
             raise ValueError(
@@ -442,7 +448,8 @@ class _SubgoalCore:
         self._user_encoder = encoder is not None
         self._explicit = None if subgoals is None else np.asarray(subgoals)
         self._episodes_source = episodes
-        self.detector = resolve_detector(detector)
+        self.detector_device = detector_device
+        self.detector = resolve_detector(detector, detector_device)
         self.encoder_fn = resolve_encoder(encoder, self.detector)
         self.subgoal_set = self._build(self.detector, episodes, self._explicit, weights)
 
@@ -526,7 +533,10 @@ class _SubgoalCore:
 
     # ---- hot swap ----------------------------------------------------------------------------------
     def _set_detector(self, detector: Detector | str | os.PathLike[str], episodes: Any = None) -> None:
-        det = resolve_detector(detector)
+        # a saved detector's path loads onto detector_device; a Detector object stays where it is
+        from critwrap.detectors.base import Detector
+
+        det = resolve_detector(detector, None if isinstance(detector, Detector) else self.detector_device)
         if det is None:
             raise ValueError("set_detector needs a detector")
         source = self._episodes_source if episodes is None else episodes
@@ -591,6 +601,10 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
         success_above: an episode is successful when its label (else return) is above this.
         exclude_failed: drop candidate subgoals that a frame of a failed episode also reaches (states
             failures visit too, such as the start views, do not mark progress).
+        detector_device: move the detector there (``"cuda"``, ``"cuda:1"``; a ``DSI`` can, see
+            :meth:`critwrap.detectors.dsi.DSI.to`) so that every step's frames are embedded on that
+            device; a saved detector given to :meth:`set_detector` later is loaded there too. ``None``
+            (default): leave it where it is (a saved one loads on the CPU).
 
     Hot swap (what :class:`critwrap.callbacks` ``DetectorRefresh`` calls during training):
 
@@ -622,6 +636,7 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
         score_threshold: float | None = None,
         success_above: float = 0.0,
         exclude_failed: bool = False,
+        detector_device: str | None = None,
     ) -> None:
         CritwrapWrapper.__init__(
             self,
@@ -638,6 +653,7 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
             score_threshold=score_threshold,
             success_above=success_above,
             exclude_failed=exclude_failed,
+            detector_device=detector_device,
         )
         gym.Wrapper.__init__(self, env)
         self._setup(
@@ -656,6 +672,7 @@ class SubgoalReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any], _SubgoalCo
             score_threshold,
             success_above,
             exclude_failed,
+            detector_device,
         )
         self._reached = np.zeros(len(self.subgoal_set), dtype=bool)
 
