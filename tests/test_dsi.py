@@ -119,6 +119,15 @@ def test_channels_first_and_float_frames_give_the_same_model() -> None:
     assert b.config.frame_layout == "CHW" and a.config.frame_layout == "HWC"
     np.testing.assert_allclose(a.score(eps[0].frames), b.score(chw[0].frames), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.score(eps[0].frames), c.score(floats[0].frames), rtol=1e-4, atol=1e-5)
+    # channels-first uint8 frames take a shortcut to the network in embed (no HWC round trip): same
+    # features as the general path, which float frames of the same values take
+    assert b._uint8_nchw(chw[0].frames) is not None and a._uint8_nchw(eps[0].frames) is None
+    as_float = chw[0].frames.astype(np.float32)  # floats above 1: scaled by 1/255 like uint8
+    assert b._uint8_nchw(as_float) is None
+    np.testing.assert_allclose(b.embed(chw[0].frames), b.embed(as_float), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.embed(chw[0].frames), a.embed(eps[0].frames), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="do not match"):
+        b.embed(chw[0].frames[:, :, :8])
 
 
 def test_unfitted_detector_refuses_to_score() -> None:

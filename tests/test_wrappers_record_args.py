@@ -107,6 +107,7 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
             "score_threshold": 0.1,
             "success_above": 0.5,
             "exclude_failed": True,
+            "detector_device": "cpu",
         },
     ),
     "critical-attack": (

@@ -1304,15 +1304,33 @@ class DSI(Detector):
         """
         torch = _torch()
         self._require_fitted()
-        hwc = self._frames_hwc(np.asarray(frames), "embed")
+        frames = np.asarray(frames)
         limit = max(1, int(self.config.score_batch_frames))
+        nchw = self._uint8_nchw(frames)
+        hwc = self._frames_hwc(frames, "embed") if nchw is None else nchw
         parts = []
         with self._threads(), torch.inference_mode():
             self.detector_net.eval()
             for i in range(0, len(hwc), limit):
-                x = self._to_tensor([hwc[i : i + limit]])
+                if nchw is None:
+                    x = self._to_tensor([hwc[i : i + limit]])
+                else:  # the per-step path of SubgoalReward on stacked Atari frames: no HWC round trip
+                    x = torch.from_numpy(nchw[i : i + limit]).to(self._device).float().div_(255.0)
                 parts.append(self.detector_net.backbone.encode(x).float().cpu().numpy())
         return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _uint8_nchw(self, frames: np.ndarray) -> np.ndarray | None:
+        """``frames`` as a C-contiguous (T, C, H, W) uint8 array when they already are channels-first uint8
+        of the fitted shape (so they can go to the network without the HWC round trip), else ``None``."""
+        c = self.config
+        if _CHANNELS_LAST or frames.dtype != np.uint8 or frames.ndim != 4 or len(frames) == 0:
+            return None
+        layout = c.frame_layout if c.frame_layout != "auto" else _infer_layout(frames.shape)
+        if layout != "CHW" or c.frame_size is None or c.in_channels is None:
+            return None
+        if frames.shape[1:] != (c.in_channels, *c.frame_size):
+            return None  # _frames_hwc raises the error naming the expected shape
+        return np.ascontiguousarray(frames)
 
     def predict(self, episodes: Sequence[np.ndarray], masked: bool = False) -> np.ndarray:
         """The return predictor's output per episode: class probabilities (B, K) or returns (B,).
