@@ -269,3 +269,14 @@ def test_fit_select_epoch_bad_input(
     assert main([*base, "--detector", "dsi", *val, *opts, *TINY_SETS]) == 1
     assert "--probe-epochs (2) must be < --epochs (2)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_fit_on_a_device_named_by_set(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--set device=...` reaches the DSI (fit there); the device is not written into the checkpoint."""
+    argv = ["detect", "fit", "--data", str(data["train"]), "--epochs", "1", "--no-progress", *TINY_SETS]
+    assert main([*argv, "--out", str(tmp_path / "cpu"), "--set", "device=cpu"]) == 0
+    assert "device" not in json.loads((tmp_path / "cpu" / "config.json").read_text())["config"]
+    assert main([*argv, "--out", str(tmp_path / "tpu"), "--set", "device=tpu"]) == 1
+    assert "not a torch device" in capsys.readouterr().err
