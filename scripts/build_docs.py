@@ -25,7 +25,8 @@ BENCHMARKS_HEADER = """# Benchmarks
 
 Every number here was measured by the command shown beside it, on the development machine: x86_64,
 2 CPU cores shared with other jobs (the load average during each run is given in its section), 24 GiB
-memory, no GPU, Python 3.11, torch 2.13.0 (CPU build), gymnasium 1.4.0, stable-baselines3 2.9.2.
+memory, no GPU, Python 3.11, torch 2.13.0 (CPU build), gymnasium 1.4.0, stable-baselines3 2.9.2. The
+one exception says so in its section: the SubgoalReward overhead on a lent NVIDIA H200 machine.
 Targets the runs did not reach are marked as such, with the measured number. Timings measured under
 load are pessimistic. This file is assembled from `docs/benchmarks_<part>.md` by
 `python scripts/build_docs.py`; edit those.
