@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The SubgoalReward overhead benchmark with the DSI-sized scorer on a CUDA GPU (issue 4's ALE target),
-# as run on a lent H200 machine (Python 3.12 with torch preinstalled; the packages critwrap needs beside
-# torch come as wheels in .whl/, critwrap's own wheel among them). Writes into ${OUT:-bench_out/gpu}.
+# sized for one call of at most ~8 minutes on a lent GPU machine (Python 3.12 with torch preinstalled;
+# the packages critwrap needs beside torch come as wheels in .whl/, critwrap's own wheel among them:
+# see docs/benchmarks_subgoal.md). Writes into ${OUT:-bench_out/gpu}.
 #
 #   OUT=bench_out/gpu bash benchmarks/overhead_gpu.sh
+#
+# The 2026-12-04 H200 numbers in docs/benchmarks_subgoal.md came from the first version of this script
+# (8 and 32 envs, 5 rounds, Pong / Seaquest / DoorKey-8x8) and a 3-round repeat at 32 envs; this version
+# adds the embed-call comparison and 64 envs, and gives each run its own time limit.
 set -uo pipefail
 OUT="${OUT:-bench_out/gpu}"
 mkdir -p "$OUT"
@@ -14,10 +19,13 @@ if [[ -d .whl ]]; then
 fi
 nvidia-smi -L
 python3 -c 'import torch, critwrap; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "critwrap", critwrap.__file__)'
-# the DSI's device tests (the CUDA one is skipped on machines without a GPU)
-timeout 120 python3 -m pytest -q tests/test_dsi.py -k "device or cuda" 2>&1 | tail -3
-common=(--envs Pong Seaquest DoorKey-8x8 --steps 4000 --rounds 5 --device cuda)
-timeout 300 python3 benchmarks/overhead.py "${common[@]}" --n-envs 8 \
-    --out "$OUT/overhead_gpu_x8.json" --markdown "$OUT/overhead_gpu_x8.md"
-timeout 200 python3 benchmarks/overhead.py "${common[@]}" --n-envs 32 --paths vec \
+# the CUDA tests (skipped on machines without a GPU)
+timeout 120 python3 -m pytest -q tests/test_dsi.py tests/test_subgoal.py -k "cuda or device" 2>&1 | tail -n 3
+# the fixed cost of one embed call, channels-first shortcut vs general path, on the GPU
+timeout 90 python3 benchmarks/embed_call.py --device cuda --out "$OUT/embed_call_gpu.json"
+common=(--envs Pong Seaquest --device cuda --paths vec)
+timeout 200 python3 benchmarks/overhead.py "${common[@]}" --n-envs 32 --steps 4000 --rounds 7 \
     --out "$OUT/overhead_gpu_x32.json" --markdown "$OUT/overhead_gpu_x32.md"
+timeout 220 python3 benchmarks/overhead.py "${common[@]}" --n-envs 64 --steps 6400 --rounds 5 \
+    --out "$OUT/overhead_gpu_x64.json" --markdown "$OUT/overhead_gpu_x64.md"
+cat "$OUT"/overhead_gpu_x*.md
