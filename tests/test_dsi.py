@@ -607,6 +607,13 @@ def test_device_is_checked_kept_out_of_the_checkpoint_and_cpu_gives_the_default_
         with pytest.raises(ValueError, match="no CUDA GPU"):
             DSI(**TINY, device="cuda")
     assert a.device == torch.device("cpu")  # a refused move leaves the detector where it was
+    sal = ReturnSaliency.from_dsi(a)
+    assert sal.to("cpu") is sal and sal.dsi.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="runs on 'cpu'"):
+        sal.to("meta")
+    with pytest.raises(ValueError, match="CPU only"):
+        RandomDetector(seed=0).to("cuda")
+    assert RandomDetector(seed=0).to("cpu") is not None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -620,5 +627,7 @@ def test_cuda_fit_and_scores_match_the_cpu() -> None:
         np.testing.assert_allclose(x, y, atol=2e-3)
     np.testing.assert_allclose(cpu.embed(frames[0]), gpu.embed(frames[0]), rtol=1e-2, atol=1e-3)
     np.testing.assert_allclose(cpu.predict(frames), gpu.predict(frames), atol=2e-3)
+    sal_cpu, sal_gpu = ReturnSaliency.from_dsi(cpu), ReturnSaliency.from_dsi(gpu)
+    np.testing.assert_allclose(sal_cpu.score(frames[0]), sal_gpu.score(frames[0]), atol=2e-2)
     moved = gpu.to("cpu")
     np.testing.assert_allclose(moved.score(frames[0]), cpu.score(frames[0]), atol=2e-3)

@@ -148,7 +148,7 @@ class ReturnSaliency(Detector):
             try:
                 for chunk in dsi._chunks(hwc):
                     frames = [hwc[i] for i in chunk]
-                    layout = _Layout.from_lengths([len(f) for f in frames])
+                    layout = _Layout.from_lengths([len(f) for f in frames], dsi.device)
                     x = dsi._to_tensor(frames).requires_grad_(True)
                     pred = net(x, layout).float()
                     if cfg.task == "regression":
@@ -158,10 +158,12 @@ class ReturnSaliency(Detector):
                         if self.target == "predicted":
                             cls_idx = logp.argmax(dim=1)
                         else:
-                            cls_idx = torch.full((len(frames),), int(self.target), dtype=torch.long)
+                            cls_idx = torch.full(
+                                (len(frames),), int(self.target), dtype=torch.long, device=pred.device
+                            )
                         objective = logp.gather(1, cls_idx[:, None]).squeeze(1)
                     (grad,) = torch.autograd.grad(objective.sum(), x)
-                    norms = grad.detach().flatten(1).norm(dim=1).numpy()
+                    norms = grad.detach().flatten(1).norm(dim=1).cpu().numpy()
                     offsets = np.cumsum([0] + [len(f) for f in frames])
                     for j, i in enumerate(chunk):
                         g = norms[offsets[j] : offsets[j + 1]].astype(np.float32)
@@ -171,6 +173,11 @@ class ReturnSaliency(Detector):
                 for p, w in zip(net.parameters(), was):
                     p.requires_grad_(w)
         return out
+
+    def to(self, device: Any) -> ReturnSaliency:
+        """Run the wrapped DSI's predictor on ``device`` (see :meth:`critwrap.detectors.dsi.DSI.to`)."""
+        self.dsi.to(device)
+        return self
 
     # ---- persistence -----------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
