@@ -87,6 +87,9 @@ def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "'detector-spaced' method applies to --protocol replay only" in capsys.readouterr().err
     assert main([*full, "--top-k", "2", "--methods", "random", "--min-gap", "3"]) == 0
     assert "| detector-spaced | 2 |" in capsys.readouterr().out
+    assert main([*full, "--top-k", "2", "--methods", "random", "--detector-device", "same"]) == 0
+    assert main([*full, "--top-k", "2", "--detector-device", "cuda"]) == 1
+    assert "runs on the CPU only" in capsys.readouterr().err  # the random detector has no networks
     missing = ["attack", "--model", str(setup["root"] / "missing.zip"), "--detector", str(setup["det"])]
     assert main([*missing, "--quiet"]) == 1
     assert "no such run directory or model file" in capsys.readouterr().err

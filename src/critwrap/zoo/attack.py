@@ -259,7 +259,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default=None, help="directory for attack_<timestamp>.json/.csv (default: the run)"
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device of the victim (default cpu)")
+    p.add_argument(
+        "--detector-device",
+        default=None,
+        help="where a learned detector (DSI) scores: cuda, cuda:N, or 'same' (--device); default: the CPU",
+    )
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("-v", "--verbose", action="count", default=0, help="show tracebacks")
@@ -328,6 +333,10 @@ def run(args: argparse.Namespace) -> int:
     )
     frames = parse_frames(args.frames)
     detector = load_detector_like(args.detector) if args.detector is not None else None
+    if args.detector_device is not None:
+        if detector is None:
+            raise ValueError("--detector-device needs --detector")
+        detector = detector.to(args.device if args.detector_device == "same" else args.detector_device)
     victim = Victim(loaded.model, sample=args.sample)
     env = make_attack_env(loaded, env_kwargs, render_mode="rgb_array" if frames == "render" else None)
 
