@@ -365,7 +365,7 @@ def test_zoo_trains_dqn_with_a_saved_detector(in_tmp: Path) -> None:
         "dqn",
         "CartPole-v1",
         timesteps=300,
-        buffer="critical-nstep:n_max=3",
+        buffer="critical-nstep:n_max=3,detector_device=same",
         detector=str(det),
         hp=[
             "buffer_size=1000",
@@ -382,11 +382,12 @@ def test_zoo_trains_dqn_with_a_saved_detector(in_tmp: Path) -> None:
     )
     buf = result.model.replay_buffer
     assert isinstance(buf, CriticalNStepReplayBuffer) and buf.n_max == 3 and buf.detector is not None
+    assert buf.detector_device == str(buf.device)  # "same": the algorithm's device (the CPU here)
     assert buf.episodes_scored >= 1 and buf.scored_fraction() > 0
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["buffer"] == {
         "name": "critical-nstep",
-        "kwargs": {"n_max": 3, "detector": str(det.resolve())},
+        "kwargs": {"n_max": 3, "detector_device": "same", "detector": str(det.resolve())},
     }
     assert result.run_dir.parent.name.startswith("buffer-critical-nstep")
     assert not any(c["name"] == "detector-refresh" for c in config["callbacks"])
@@ -396,7 +397,7 @@ def test_zoo_trains_dqn_with_a_saved_detector(in_tmp: Path) -> None:
         "dqn",
         "CartPole-v1",
         timesteps=400,
-        buffer="critical-nstep:n_max=3",
+        buffer="critical-nstep:n_max=3,detector_device=same",
         detector=str(det),
         resume=True,
         eval_episodes=1,
