@@ -350,15 +350,24 @@ def oracle_phases(env_id: str, ep: Any) -> np.ndarray:
 
 
 def phase_alignment(
-    det: Any, episodes: list[Any], val: list[Any], env_id: str, threshold: float, k: int, **extract: Any
+    det: Any,
+    episodes: list[Any],
+    val: list[Any],
+    env_id: str,
+    threshold: float,
+    k: int,
+    encoder: Any = None,
+    **extract: Any,
 ) -> dict[str, Any]:
     """Where the detector's subgoals fire in held-out scripted episodes, by ground-truth phase: the share of
     frames of each phase that match some subgoal, in successful and in failed episodes. Subgoals that mark
-    progress match late phases of successful episodes and little else."""
+    progress match late phases of successful episodes and little else. ``encoder``: embed the frames
+    with it instead of the detector's own features (the detector still picks the steps)."""
     from critwrap.wrappers.subgoal import SubgoalSet, extract_subgoals
 
+    embed = det.embed if encoder is None else encoder
     try:
-        emb, center = extract_subgoals(det, episodes, det.embed, k=k, threshold=threshold, **extract)
+        emb, center = extract_subgoals(det, episodes, embed, k=k, threshold=threshold, **extract)
     except ValueError as exc:
         return {"error": str(exc)}
     sg = SubgoalSet(emb, None, threshold, center)
@@ -368,7 +377,7 @@ def phase_alignment(
         for ep in val:
             if ep.metadata["kind"] != kind:
                 continue
-            match = sg.match(det.embed(ep.frames)).any(1)
+            match = sg.match(embed(ep.frames)).any(1)
             for phase, m in zip(oracle_phases(env_id, ep), match, strict=True):
                 hits.setdefault(int(phase), []).append(bool(m))
         out[kind] = {f"phase{p}": [round(float(np.mean(h)), 3), len(h)] for p, h in sorted(hits.items())}
@@ -390,6 +399,7 @@ def run_one(
     bonus: float = 1.0,
     potential_based: bool = True,
     windows: int = 10,
+    encoder: Any = None,
 ) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -411,6 +421,8 @@ def run_one(
             "bonus": bonus,
             "potential_based": potential_based,
         }
+        if encoder is not None:
+            subgoal_kwargs["encoder"] = encoder
     venv = make_venv(env_id, 8, seed, subgoal_kwargs, oracle_bonus)
 
     class Track(BaseCallback):
@@ -582,6 +594,13 @@ def main(argv: list[str] | None = None) -> int:
         help="fit the detector on these tasks' episodes only (default: all tasks together)",
     )
     p.add_argument(
+        "--encoder",
+        choices=["detector", "pixel"],
+        default="detector",
+        help="embed frames for matching with the detector's features (default) or the raw pixels "
+        "(critwrap.wrappers.subgoal.pixel_encoder); the detector picks the subgoal steps either way",
+    )
+    p.add_argument(
         "--phases",
         action="store_true",
         help="print where the subgoals fire in held-out episodes, by ground-truth phase (then exit)",
@@ -591,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    from critwrap.wrappers.subgoal import pixel_encoder
+
+    encoder = pixel_encoder if args.encoder == "pixel" else None
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.summary_only:
         t0 = time.perf_counter()
@@ -621,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
                         TASKS[task],
                         thr,
                         args.k,
+                        encoder=encoder,
                         exclude_failed=exclude,
                     )
                     print(f"{task} threshold={thr} exclude_failed={exclude}: {json.dumps(res)}", flush=True)
@@ -653,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
                         method = f"{method}-plain"
                     if method != "ppo" and args.bonus != 1.0:
                         method = f"{method}(bonus={args.bonus:g})"
+                    if method.startswith("ppo+subgoal") and encoder is not None:
+                        method = f"{method}(encoder=pixel)"
                     if (task, method, seed) in done:
                         continue
                     r = run_one(
@@ -667,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.bonus,
                         not args.plain,
                         windows=args.windows,
+                        encoder=encoder,
                     )
                     r["load"] = os.getloadavg()[0]
                     with results.open("a") as f:
