@@ -6,6 +6,16 @@
 #
 #   OUT=bench_out/gpu bash benchmarks/overhead_gpu.sh
 #
+# The wheels, built here before the call (the GPU machine has Python 3.12 and no network), as in the
+# 2026-12-04 run:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+#     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl gymnasium==1.4.0 ale-py==0.12.1 \
+#     stable-baselines3==2.9.2 sb3-contrib==2.9.2 minigrid==3.2.0 farama-notifications==0.0.6 pygame-ce==2.5.8
+#   .venv/bin/python -m pip wheel -q --no-deps -w .whl .      # critwrap itself
+# and the call carries .whl (16 MB).
+#
 # The 2026-12-04 H200 numbers in docs/benchmarks_subgoal.md came from the first version of this script
 # (8 and 32 envs, 5 rounds, Pong / Seaquest / DoorKey-8x8) and a 3-round repeat at 32 envs; this version
 # adds the embed-call comparison and 64 envs, and gives each run its own time limit.
