@@ -75,6 +75,7 @@ def measure_env(
     bf16: bool = False,
     paths: tuple[str, ...] = ("per-env", "vec"),
     device: str = "cpu",
+    scorer: str = "dsi",
 ) -> list[dict[str, Any]]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -86,10 +87,20 @@ def measure_env(
     shape = tuple(probe.observation_space.shape)
     n_actions = int(probe.action_space.n)
     probe.close()
-    det = dsi_for(shape, channels, bf16, device)
     rng = np.random.default_rng(0)
-    subgoals = rng.normal(size=(16, channels[-1])).astype(np.float32)
-    kwargs = {"detector": det, "subgoals": subgoals, "threshold": 0.99}
+    if scorer == "none":  # a constant 8-dim encoder: what the wrapper itself costs, without a network
+
+        class _Constant:
+            def embed(self, frames: np.ndarray) -> np.ndarray:
+                return np.ones((len(frames), 8), np.float32)
+
+        det: Any = _Constant()
+        subgoals = rng.normal(size=(16, 8)).astype(np.float32)
+        kwargs = {"encoder": det.embed, "subgoals": subgoals, "threshold": 0.99}
+    else:
+        det = dsi_for(shape, channels, bf16, device)
+        subgoals = rng.normal(size=(16, channels[-1])).astype(np.float32)
+        kwargs = {"detector": det, "subgoals": subgoals, "threshold": 0.99}
 
     def per_env(wrapped: bool) -> Any:
         env = critwrap.make(env_id)
@@ -139,7 +150,9 @@ def measure_env(
         rows.append(
             {
                 "env": env_id,
-                "scorer": f"DSI {'-'.join(map(str, channels))}{' bf16' if bf16 else ''}"
+                "scorer": "none (constant encoder)"
+                if scorer == "none"
+                else f"DSI {'-'.join(map(str, channels))}{' bf16' if bf16 else ''}"
                 + (f" on {device}" if device != "cpu" else ""),
                 "obs_shape": list(shape),
                 "path": path,
@@ -173,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, nargs=5, default=list(CHANNELS))
     p.add_argument("--bf16", action="store_true", help="the DSI's bfloat16 autocast (CPUs with avx512_bf16)")
     p.add_argument("--device", default="cpu", help="where the scorer runs: cpu, cuda, cuda:N")
+    p.add_argument(
+        "--scorer",
+        choices=["dsi", "none"],
+        default="dsi",
+        help="none: a constant encoder, to measure what the wrapper itself costs per step",
+    )
     p.add_argument("--paths", nargs="+", default=["per-env", "vec"], choices=["per-env", "vec"])
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--markdown", type=Path, default=None)
@@ -190,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             args.bf16,
             tuple(args.paths),
             args.device,
+            args.scorer,
         )
     gpu = (
         f", GPU {torch.cuda.get_device_name(torch.device(args.device))}"
