@@ -176,6 +176,48 @@ def measure_env(
     return rows
 
 
+def _write(
+    args: argparse.Namespace, rows: list[dict[str, Any]], load0: tuple[float, ...], final: bool
+) -> str:
+    gpu = (
+        f", GPU {torch.cuda.get_device_name(torch.device(args.device))}"
+        if args.device.startswith("cuda")
+        else ", no GPU"
+    )
+    meta = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}",
+        "torch_threads": args.threads,
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+        "channels": list(args.channels),
+        "bf16": args.bf16,
+        "device": args.device,
+        "torch": torch.__version__,
+        "complete": final,
+    }
+    lines = [
+        "| env | obs | scorer | path | bare steps/CPU-s | wrapped steps/CPU-s | overhead (CPU) | overhead (wall) "
+        "| scorer frames/CPU-s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['env']} | {'x'.join(map(str, r['obs_shape']))} | {r['scorer']} | {r['path']} "
+            f"| {r['bare_steps_per_cpu_s']:.0f} "
+            f"| {r['wrapped_steps_per_cpu_s']:.0f} | {100 * r['overhead_cpu']:.0f}% | {100 * r['overhead_wall']:.0f}% "
+            f"| {r['scorer_frames_per_cpu_s']:.0f} |"
+        )
+    table = "\n".join(lines)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["Pong", "Seaquest", "DoorKey-8x8"])
@@ -198,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for env_id in args.envs:
         rows += measure_env(
             env_id,
@@ -211,42 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             args.scorer,
         )
-    gpu = (
-        f", GPU {torch.cuda.get_device_name(torch.device(args.device))}"
-        if args.device.startswith("cuda")
-        else ", no GPU"
-    )
-    meta = {
-        "command": " ".join(["python", *sys.argv]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}",
-        "torch_threads": args.threads,
-        "load_before": load0,
-        "load_after": os.getloadavg(),
-        "channels": list(args.channels),
-        "bf16": args.bf16,
-        "device": args.device,
-        "torch": torch.__version__,
-    }
-    lines = [
-        "| env | obs | scorer | path | bare steps/CPU-s | wrapped steps/CPU-s | overhead (CPU) | overhead (wall) "
-        "| scorer frames/CPU-s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['env']} | {'x'.join(map(str, r['obs_shape']))} | {r['scorer']} | {r['path']} "
-            f"| {r['bare_steps_per_cpu_s']:.0f} "
-            f"| {r['wrapped_steps_per_cpu_s']:.0f} | {100 * r['overhead_cpu']:.0f}% | {100 * r['overhead_wall']:.0f}% "
-            f"| {r['scorer_frames_per_cpu_s']:.0f} |"
-        )
-    table = "\n".join(lines)
+        # written after every env, so that a run cut by a time limit keeps the rows it finished
+        table = _write(args, rows, load0, final=env_id == args.envs[-1])
     print(table)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
     return 0
 
 

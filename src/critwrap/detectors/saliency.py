@@ -141,7 +141,9 @@ class ReturnSaliency(Detector):
             )
         out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(hwc)
         net = dsi.predictor_net
-        with dsi._threads(), torch.enable_grad():
+        # cuDNN's recurrent layers refuse a backward pass in eval mode, and train mode would turn on
+        # dropout: the gradient is taken with cuDNN off (no effect on the CPU).
+        with dsi._threads(), torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
             net.eval()
             was = [p.requires_grad for p in net.parameters()]
             net.requires_grad_(False)
