@@ -54,3 +54,28 @@ def test_embed_call_compares_the_two_paths_on_the_same_features(tmp_path: Path) 
     row = embed_call.measure((1, 1, 1, 1, 1), batch=2, calls=2, rounds=1, device="cpu")
     assert row["same_features"] is True
     assert row["ms_per_call_general"] > 0 and row["ms_per_call_shortcut"] > 0
+
+
+def test_overhead_writes_its_rows_after_every_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped by a time limit keeps the envs it finished: the file exists, marked incomplete,
+    after the first env, and is complete after the last."""
+    overhead = _load("overhead")
+    out = tmp_path / "o.json"
+    seen: list[dict] = []
+    real = overhead.measure_env
+
+    def spy(env_id: str, *args: object, **kwargs: object) -> list:
+        if out.exists():
+            seen.append(json.loads(out.read_text()))
+        return real(env_id, *args, **kwargs)
+
+    monkeypatch.setattr(overhead, "measure_env", spy)
+    argv = ["--envs", "MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-6x6-v0", "--steps", "16", "--rounds", "1"]
+    argv += ["--n-envs", "2", "--scorer", "none", "--paths", "vec", "--out", str(out)]
+    assert overhead.main(argv) == 0
+    assert len(seen) == 1  # written after the first env, before the second ran
+    assert seen[0]["meta"]["complete"] is False and [r["env"] for r in seen[0]["rows"]] == [
+        "MiniGrid-Empty-5x5-v0"
+    ]
+    final = json.loads(out.read_text())
+    assert final["meta"]["complete"] is True and len(final["rows"]) == 2
