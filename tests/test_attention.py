@@ -346,6 +346,22 @@ def test_attention_adapter_errors_name_the_expected_shape(tmp_path: Path) -> Non
         AttentionAdapter(RGBStack(), checkpoint=str(tmp_path / "nowhere"))
 
 
+def test_attention_adapter_device_auto_and_unusable_devices(tmp_path: Path) -> None:
+    MaskAdapter(2, (20, 20)).save(tmp_path)
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    env = AttentionAdapter(RGBStack(), checkpoint=str(tmp_path), device="auto")
+    assert env.device == want and next(env.adapter.parameters()).device.type == want
+    env.reset(seed=0)
+    env.step(0)
+    assert env._saved_kwargs["device"] == "auto"  # a re-made env decides again on its own machine
+    for bad, match in (("tpu", "not a torch device"), ("meta", "the adapter runs on 'cpu'")):
+        with pytest.raises(ValueError, match=match):
+            AttentionAdapter(RGBStack(), checkpoint=str(tmp_path), device=bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            AttentionAdapter(RGBStack(), checkpoint=str(tmp_path), device="cuda")
+
+
 # ---- end to end: fit_vai, the zoo CLI -------------------------------------------------------------
 
 

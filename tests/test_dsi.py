@@ -614,6 +614,16 @@ def test_device_is_checked_kept_out_of_the_checkpoint_and_cpu_gives_the_default_
     with pytest.raises(ValueError, match="CPU only"):
         RandomDetector(seed=0).to("cuda")
     assert RandomDetector(seed=0).to("cpu") is not None
+    assert RandomDetector(seed=0).to("auto") is not None  # SB3's "auto": the CPU for a CPU-only detector
+
+
+def test_auto_device_is_sb3s_choice() -> None:
+    """``device="auto"`` means what it means in SB3: the first CUDA GPU when torch sees one, else the CPU."""
+    want = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    assert DSI(**TINY, device="auto").device == want
+    det = DSI(**TINY).fit(random_episodes(4, seed=3), epochs=1, progress=False, seed=0)
+    assert det.to("auto").device == want
+    assert ReturnSaliency.from_dsi(det).to("auto").dsi.device == want
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -115,9 +115,10 @@ class Detector(ABC):
     # ---- device --------------------------------------------------------------------------------
     def to(self, device: Any) -> Detector:
         """Run on ``device`` from now on; returns ``self``. Detectors without networks run on the CPU
-        only: ``"cpu"`` is accepted, anything else is a ``ValueError`` (learned detectors such as
+        only: ``"cpu"`` and ``"auto"`` (SB3's "the best device there is", which for them is the CPU) are
+        accepted, anything else is a ``ValueError`` (learned detectors such as
         :class:`~critwrap.detectors.dsi.DSI` override this to move their networks)."""
-        if str(device).split(":")[0] != "cpu":
+        if str(device).split(":")[0] not in ("cpu", "auto"):
             raise ValueError(f"{type(self).__name__} runs on the CPU only; cannot move it to {device!r}")
         return self
 

@@ -487,23 +487,11 @@ class _Layout:
 
 
 def _check_device(device: Any) -> Any:
-    """``device`` as a ``torch.device``; a ``ValueError`` naming it when torch cannot use it here."""
-    torch = _torch()
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not a torch device ('cpu', 'cuda', 'cuda:0', ...)") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine (use 'cpu')")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"device {device!r}: torch sees no Apple MPS device on this machine (use 'cpu')")
-    elif dev.type != "cpu":
-        raise ValueError(f"device {device!r}: the DSI runs on 'cpu', 'cuda[:N]' or 'mps'")
-    return dev
+    """``device`` as a ``torch.device`` (``"auto"`` as in SB3); a ``ValueError`` naming it when torch
+    cannot use it here (:func:`critwrap.devices.resolve_device`)."""
+    from critwrap.devices import resolve_device
+
+    return resolve_device(device, "the DSI")
 
 
 def _infer_layout(shape: tuple[int, ...]) -> str:
@@ -600,7 +588,8 @@ class DSI(Detector):
         history: one dict of mean losses (and validation metrics) per epoch of the last :meth:`fit`.
         fit_stats: wall time, frames and frames per second of the last :meth:`fit`.
 
-    ``device`` (``"cpu"`` by default, ``"cuda"``, ``"cuda:1"``, ...) is where the networks live and run
+    ``device`` (``"cpu"`` by default, ``"cuda"``, ``"cuda:1"``, ``"auto"`` as in SB3: a GPU when there is
+    one) is where the networks live and run
     for fit, score, embed and predict; it is a property of this object, not of the checkpoint (a DSI
     saved on a GPU loads on the CPU): move a loaded one with :meth:`to`. Initial weights are drawn on
     the CPU, so a seed gives the same starting networks on every device.
@@ -659,7 +648,7 @@ class DSI(Detector):
         return self._device
 
     def to(self, device: Any) -> DSI:
-        """Run the networks on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:0"``, a ``torch.device``) from
+        """Run the networks on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:0"``, ``"auto"``, a ``torch.device``) from
         now on; returns ``self``. An unavailable device is a ``ValueError`` naming it. A ``fit`` in
         progress cannot be resumed on another device (``resume=True`` after ``to`` raises)."""
         dev = _check_device(device)

@@ -39,7 +39,8 @@ class AttentionAdapter(CritwrapWrapper, gym.ObservationWrapper[np.ndarray, Any, 
         env: an env with uint8 RGB image observations, ``(H, W, 3k)`` or ``(3k, H, W)`` (k stacked
             frames), of the resolution the adapter was trained on.
         checkpoint: folder of the adapter checkpoint (``adapter.safetensors`` + ``adapter.json``).
-        device: torch device of the adapter.
+        device: torch device of the adapter (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` as in SB3: a GPU
+            when there is one); one torch cannot use here is a ``ValueError`` naming it.
         threshold: if given, binarise the mask at this value (VAI multiplies by the soft mask).
         output: ``"masked"`` (default, VAI's): each frame times its mask; ``"mask"`` (critwrap's
             addition): the mask alone, as a grey frame (``255 * mask`` in all three channels), so the
@@ -69,7 +70,9 @@ class AttentionAdapter(CritwrapWrapper, gym.ObservationWrapper[np.ndarray, Any, 
                 f"{env.observation_space.shape} ({self.layout.channels} channels is not a multiple of 3)"
             )
         from critwrap.attention.adapter import AdapterShapeError, MaskAdapter
+        from critwrap.devices import resolve_device
 
+        device = str(resolve_device(device, "the adapter"))
         self.adapter = MaskAdapter.load(str(checkpoint), device=device)
         h, w = self.adapter.image_size
         if (self.layout.height, self.layout.width) != (h, w):

@@ -263,7 +263,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--detector-device",
         default=None,
-        help="where a learned detector (DSI) scores: cuda, cuda:N, or 'same' (--device); default: the CPU",
+        help="where a learned detector (DSI) scores: cuda, cuda:N, auto (a GPU if there is one), or 'same' (--device); default: the CPU",
     )
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress line")
