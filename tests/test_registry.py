@@ -327,3 +327,22 @@ def test_registry_is_clean_after_fake_plugins() -> None:
     assert not any(n.startswith(("broken-", "shared-name")) for n in names)
     assert not registry.broken_distributions()
     assert registry.load("wrappers", "minigrid-image").__name__ == "MiniGridImage"
+
+
+def test_info_command_reports_versions_devices_and_parts() -> None:
+    from critwrap.__main__ import main, system_info
+
+    info = system_info(("critwrap", "torch", "no-such-distribution-xyz"))
+    assert info["packages"]["critwrap"] == critwrap.__version__
+    assert info["packages"]["no-such-distribution-xyz"] == "not installed"
+    import torch
+
+    assert info["torch"]["cuda_available"] == torch.cuda.is_available()
+    assert info["torch"]["auto_device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert info["registered"]["wrappers"] == len(registry.names("wrappers")) > 0
+    assert isinstance(info["atari_roms"], int) and info["atari_roms"] > 0  # ale-py ships its ROMs
+    proc = _run_python("", "-m", "critwrap", "info", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = json.loads(proc.stdout)
+    assert shown["packages"]["gymnasium"] != "not installed" and "torch" in shown
+    assert main(["info"]) == 0

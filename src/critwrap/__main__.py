@@ -1,10 +1,90 @@
-"""``python -m critwrap``: small utilities (``plugins``); the experiment CLI is ``python -m critwrap.zoo``."""
+"""``python -m critwrap``: small utilities (``plugins``, ``info``); the experiment CLI is ``python -m critwrap.zoo``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
+from importlib import metadata
+from typing import Any
+
+# the distributions whose versions a bug report needs (critwrap's own dependencies and extras)
+PACKAGES = (
+    "critwrap",
+    "torch",
+    "numpy",
+    "gymnasium",
+    "stable-baselines3",
+    "sb3-contrib",
+    "ale-py",
+    "minigrid",
+    "mujoco",
+    "dm-control",
+    "shimmy",
+    "rliable",
+    "imitation",
+    "ray",
+)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def system_info(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
+    """What a bug report needs: platform, package versions, torch's devices, rendering and the
+    registered parts (as SB3's ``get_system_info``, plus critwrap's own)."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "cpu_count": os.cpu_count(),
+        "packages": {p: _version(p) for p in packages},
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "(unset)"),
+    }
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        info["torch"] = {
+            "version": torch.__version__,
+            "cuda_build": torch.version.cuda or "none (CPU build)",
+            "cuda_available": cuda,
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+            "mps_available": bool(torch.backends.mps.is_available()),
+            "threads": torch.get_num_threads(),
+            "auto_device": "cuda" if cuda else "cpu",
+        }
+    except ImportError as exc:  # pragma: no cover - torch is a dependency
+        info["torch"] = {"error": str(exc)}
+    try:
+        import ale_py.roms
+
+        info["atari_roms"] = len(ale_py.roms.get_all_rom_ids())
+    except Exception as exc:  # reported, not raised: info must always print
+        info["atari_roms"] = f"unavailable ({type(exc).__name__}: {exc})"
+    from critwrap import registry
+
+    info["registered"] = {kind: len(registry.names(kind)) for kind in registry.KINDS}
+    broken = registry.broken_distributions()
+    if broken:
+        info["broken_plugins"] = broken
+    return info
+
+
+def _print_info(info: dict[str, Any], indent: str = "") -> None:
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_info(value, indent + "  ")
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            print(f"{indent}{key.ljust(width)}  {shown if shown != '' else '-'}")
 
 
 def _print_table(rows: list[dict[str, str]], columns: list[str]) -> None:
@@ -23,7 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         "--no-check", action="store_true", help="do not import the parts (status stays 'not loaded')"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q = sub.add_parser(
+        "info", help="versions, devices, rendering and registered parts: paste it into a bug report"
+    )
+    q.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+
+    if args.command == "info":
+        info = system_info()
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            _print_info(info)
+        return 0
 
     if args.command == "plugins":
         from critwrap import registry
