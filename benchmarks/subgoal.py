@@ -384,6 +384,69 @@ def phase_alignment(
     return out
 
 
+class ProgressEncoder:
+    """A learned progress embedding (critwrap's benchmark extension, not a method of the papers): a small
+    CNN regresses ``t / (T - 1)`` on every frame of successful episodes, and its 32-dimensional tanh
+    embedding is the encoder. It uses the episodes' time only, no phase labels and no failed episodes.
+    Callable on ``(N, H, W, C)`` uint8 frames -> ``(N, dim)`` float32, as ``SubgoalReward``'s ``encoder``."""
+
+    def __init__(self, episodes: list[Any], seed: int = 0, epochs: int = 30, dim: int = 32) -> None:
+        from torch import nn
+
+        good = [ep for ep in episodes if ep.label == 1]
+        if not good:
+            raise ValueError("the progress encoder needs successful episodes")
+        frames = np.concatenate([ep.frames for ep in good])
+        targets = np.concatenate([np.linspace(0.0, 1.0, len(ep.frames)) for ep in good]).astype(np.float32)
+        h, w, c = frames.shape[1:]
+        torch.manual_seed(seed)
+        self.body = nn.Sequential(
+            nn.Conv2d(c, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.body(torch.zeros(1, c, h, w)).shape[1]
+        self.embed_layer = nn.Sequential(nn.Linear(n_flat, dim), nn.Tanh())
+        self.head = nn.Linear(dim, 1)
+        params = [*self.body.parameters(), *self.embed_layer.parameters(), *self.head.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-3)
+        x_all = self._tensor(frames)
+        y_all = torch.from_numpy(targets)
+        gen = torch.Generator().manual_seed(seed)
+        self.losses: list[float] = []
+        for _ in range(epochs):
+            order = torch.randperm(len(x_all), generator=gen)
+            total = 0.0
+            for i in range(0, len(order), 256):
+                idx = order[i : i + 256]
+                pred = self.head(self.embed_layer(self.body(x_all[idx]))).squeeze(1)
+                loss = torch.nn.functional.mse_loss(pred, y_all[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            self.losses.append(total / len(x_all))
+
+    @staticmethod
+    def _tensor(frames: np.ndarray) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.embed_layer(self.body(self._tensor(np.asarray(frames)))).numpy().astype(np.float32)
+
+    def progress(self, frames: np.ndarray) -> np.ndarray:
+        """The regressed ``t / (T - 1)`` per frame."""
+        with torch.inference_mode():
+            x = self.embed_layer(self.body(self._tensor(np.asarray(frames))))
+            return self.head(x).squeeze(1).numpy()
+
+
 # ---- training ------------------------------------------------------------------------------------------
 
 
@@ -595,10 +658,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--encoder",
-        choices=["detector", "pixel"],
+        choices=["detector", "pixel", "progress"],
         default="detector",
-        help="embed frames for matching with the detector's features (default) or the raw pixels "
-        "(critwrap.wrappers.subgoal.pixel_encoder); the detector picks the subgoal steps either way",
+        help="embed frames for matching with the detector's features (default), the raw pixels "
+        "(critwrap.wrappers.subgoal.pixel_encoder) or a learned progress embedding (ProgressEncoder, "
+        "fitted per task on its successful training episodes); the detector picks the subgoal steps "
+        "either way",
     )
     p.add_argument(
         "--phases",
@@ -621,7 +686,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data + detector: {time.perf_counter() - t0:.0f}s; {json.dumps(stats)}", flush=True)
         per_task_eps: dict[str, list[Any]] = {}
         match_stats = {}
+        encoders: dict[str, Any] = {}
         for task, d in data.items():
+            if args.encoder == "progress":
+                t1 = time.perf_counter()
+                enc = ProgressEncoder(d["train"], seed=0)
+                encoders[task] = enc
+                val_pos = [ep for ep in d["val"] if ep.label == 1]
+                corr = float(
+                    np.mean(
+                        [
+                            np.corrcoef(enc.progress(ep.frames), np.arange(len(ep.frames)))[0, 1]
+                            for ep in val_pos
+                        ]
+                    )
+                )
+                print(
+                    f"{task} progress encoder: {time.perf_counter() - t1:.0f}s, train MSE "
+                    f"{enc.losses[0]:.4f} -> {enc.losses[-1]:.4f}, held-out successful episodes' "
+                    f"corr(progress, t) {corr:.3f}",
+                    flush=True,
+                )
+            else:
+                encoders[task] = encoder
             pos = [ep for ep in d["train"] if ep.label == 1][: args.subgoal_episodes]
             neg = [ep for ep in d["train"] if ep.label == 0][: args.subgoal_episodes]
             per_task_eps[task] = pos + neg
@@ -643,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
                         TASKS[task],
                         thr,
                         args.k,
-                        encoder=encoder,
+                        encoder=encoders[task],
                         exclude_failed=exclude,
                     )
                     print(f"{task} threshold={thr} exclude_failed={exclude}: {json.dumps(res)}", flush=True)
@@ -676,8 +763,8 @@ def main(argv: list[str] | None = None) -> int:
                         method = f"{method}-plain"
                     if method != "ppo" and args.bonus != 1.0:
                         method = f"{method}(bonus={args.bonus:g})"
-                    if method.startswith("ppo+subgoal") and encoder is not None:
-                        method = f"{method}(encoder=pixel)"
+                    if method.startswith("ppo+subgoal") and encoders[task] is not None:
+                        method = f"{method}(encoder={args.encoder})"
                     if (task, method, seed) in done:
                         continue
                     r = run_one(
@@ -692,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.bonus,
                         not args.plain,
                         windows=args.windows,
-                        encoder=encoder,
+                        encoder=encoders[task],
                     )
                     r["load"] = os.getloadavg()[0]
                     with results.open("a") as f:

@@ -82,3 +82,29 @@ def test_oracle_phases_follow_the_scripted_plan(subgoal_bench: Any) -> None:
     assert phases.max() == 3  # key, door, key put down: all before the ball is picked up
     # the phase changes after the step the planner marked critical (pickup, toggle, drop)
     assert set(np.flatnonzero(np.diff(phases)).tolist()) <= set(ep.metadata["critical_steps"])
+
+
+def test_progress_encoder_learns_time_from_successful_episodes_only(subgoal_bench: Any) -> None:
+    """The benchmark's ProgressEncoder regresses t / (T - 1) on successful episodes: on frames whose
+    brightness grows with time it learns the order, and it refuses a set without successes."""
+    import torch
+
+    from critwrap.episodes import Episode
+
+    rng = np.random.default_rng(0)
+
+    def ep(label: int, length: int) -> Episode:
+        level = np.linspace(0, 200, length)[:, None, None, None] + rng.integers(0, 30, (length, 12, 12, 3))
+        return Episode(
+            level.astype(np.uint8), actions=np.zeros(length, int), rewards=np.zeros(length), label=label
+        )
+
+    torch.set_num_threads(1)
+    enc = subgoal_bench.ProgressEncoder([ep(1, 20) for _ in range(6)] + [ep(0, 20)], seed=0, epochs=40, dim=8)
+    assert enc.losses[-1] < enc.losses[0] / 4
+    held = ep(1, 20)
+    emb = enc(held.frames)
+    assert emb.shape == (20, 8) and emb.dtype == np.float32
+    assert np.corrcoef(enc.progress(held.frames), np.arange(20))[0, 1] > 0.9
+    with pytest.raises(ValueError, match="successful"):
+        subgoal_bench.ProgressEncoder([ep(0, 10)])
