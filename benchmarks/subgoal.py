@@ -447,6 +447,35 @@ class ProgressEncoder:
             return self.head(x).squeeze(1).numpy()
 
 
+def _frames_key(frames: np.ndarray) -> str:
+    import hashlib
+
+    arr = np.ascontiguousarray(frames)
+    return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+
+
+class TrueSteps:
+    """Diagnostic only (``--subgoal-steps true``): a detector that scores the scripted episodes' own critical steps
+    1 and every other step 0, found by the frames' hash. It knows the ground truth, so it is not a method;
+    it tells whether the detector's step choice or the embedding keeps subgoals from marking progress."""
+
+    def __init__(self, episodes: list[Any]) -> None:
+        self._steps = {_frames_key(ep.frames): list(ep.metadata["critical_steps"]) for ep in episodes}
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        steps = self._steps.get(_frames_key(np.asarray(frames)))
+        if steps is None:
+            raise KeyError("TrueSteps scores only the scripted episodes it was given")
+        out = np.zeros(len(frames))
+        out[steps] = 1.0
+        return out
+
+    def critical_steps(
+        self, scores: np.ndarray, k: int | None = None, threshold: float | None = None
+    ) -> np.ndarray:
+        return np.flatnonzero(np.asarray(scores) >= 0.5)
+
+
 # ---- training ------------------------------------------------------------------------------------------
 
 
@@ -666,6 +695,13 @@ def main(argv: list[str] | None = None) -> int:
         "either way",
     )
     p.add_argument(
+        "--subgoal-steps",
+        choices=["detector", "true"],
+        default="detector",
+        help="with --phases: take the subgoal steps from the detector (default) or, as a diagnostic, the "
+        "scripted episodes' true critical steps (TrueSteps; needs --encoder pixel or progress)",
+    )
+    p.add_argument(
         "--phases",
         action="store_true",
         help="print where the subgoals fire in held-out episodes, by ground-truth phase (then exit)",
@@ -674,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.subgoal_steps == "true" and (not args.phases or args.encoder == "detector"):
+        p.error("--subgoal-steps true is a diagnostic of --phases with --encoder pixel or progress")
     torch.set_num_threads(1)
     from critwrap.wrappers.subgoal import pixel_encoder
 
@@ -724,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
             for task in args.tasks:
                 for thr, exclude in itertools.product([args.threshold, *args.sweep], (True, False)):
                     res = phase_alignment(
-                        det,
+                        TrueSteps(per_task_eps[task]) if args.subgoal_steps == "true" else det,
                         per_task_eps[task],
                         data[task]["val"],
                         TASKS[task],

@@ -108,3 +108,16 @@ def test_progress_encoder_learns_time_from_successful_episodes_only(subgoal_benc
     assert np.corrcoef(enc.progress(held.frames), np.arange(20))[0, 1] > 0.9
     with pytest.raises(ValueError, match="successful"):
         subgoal_bench.ProgressEncoder([ep(0, 10)])
+
+
+def test_true_steps_scores_the_scripted_critical_steps(subgoal_bench: Any) -> None:
+    ep = subgoal_bench.scripted_episode(KC, 10_001, "positive")
+    det = subgoal_bench.TrueSteps([ep])
+    scores = det.score(ep.frames)
+    assert scores.shape == (len(ep.frames),)
+    np.testing.assert_array_equal(np.flatnonzero(scores), sorted(ep.metadata["critical_steps"]))
+    np.testing.assert_array_equal(det.critical_steps(scores=scores), np.flatnonzero(scores))
+    with pytest.raises(KeyError, match="only the scripted episodes"):
+        det.score(ep.frames[:-1])
+    with pytest.raises(SystemExit):  # a diagnostic of --phases with a non-detector encoder only
+        subgoal_bench.main(["--subgoal-steps", "true", "--phases"])
