@@ -663,3 +663,47 @@ def test_vec_twin_on_cuda_gives_the_cpu_rewards(tiny_dsi: tuple[Path, Path]) -> 
     for _ in range(8):
         actions = rng.integers(0, 3, 2)
         np.testing.assert_allclose(cpu.step(actions)[1], gpu.step(actions)[1], atol=1e-4)
+
+
+def test_subgoal_coverage_tells_selective_subgoals_from_start_views() -> None:
+    """Successes go 0 -> 1 -> 2 -> 5, failures 0 -> 1 -> 3; a detector scoring the cell index. With k = 1
+    the subgoal is cell 5: every held-out success reaches it, at its end, no failure does. With k = 3
+    cell 1, which failures visit too, joins unless exclude_failed drops it."""
+    from critwrap.wrappers.subgoal import format_coverage, subgoal_coverage
+
+    class CellScore(Detector):
+        def score(self, frames: np.ndarray) -> np.ndarray:
+            return np.argmax(frames, 1) / 10.0
+
+        def embed(self, frames: np.ndarray) -> np.ndarray:
+            return np.asarray(frames, np.float32)
+
+    train = [Episode(one_hot(0, 1, 2, 5), label=1), Episode(one_hot(0, 1, 3), label=0)]
+    held = [
+        Episode(one_hot(0, 2, 5), label=1),
+        Episode(one_hot(0, 1, 2, 5), label=1),
+        Episode(one_hot(0, 1, 3), label=0),
+    ]
+    (row,) = subgoal_coverage(CellScore(), train, held, k=1, thresholds=[0.99], exclude_failed=[False])
+    assert row["subgoals"] == 1 and row["success_reach"] == 1.0 and row["failed_reach"] == 0.0
+    assert row["first_hit"] == 1.0 and row["mean_reached"] == 1.0 and row["failed_frames"] == 0.0
+    assert row["success_frames"] == pytest.approx(2 / 7)
+    keep, drop = subgoal_coverage(
+        CellScore(), train, held, k=3, thresholds=[0.99], exclude_failed=[False, True]
+    )
+    assert keep["subgoals"] == 3 and keep["failed_reach"] == 1.0 and keep["first_hit"] < 1.0
+    assert drop["subgoals"] == 2 and drop["failed_reach"] == 0.0
+    # no subgoal survives: reported as a row, not raised
+    (err,) = subgoal_coverage(
+        CellScore(),
+        [Episode(one_hot(0, 1), label=1), train[1]],
+        held,
+        k=1,
+        thresholds=[0.99],
+        exclude_failed=[True],
+    )
+    assert "also reached in a failed episode" in err["error"]
+    table = format_coverage([row, err])
+    assert "succ reach" in table and "no subgoals" in table
+    with pytest.raises(ValueError, match="no held-out episodes"):
+        subgoal_coverage(CellScore(), train, [], k=1)

@@ -280,3 +280,27 @@ def test_fit_on_a_device_named_by_set(
     assert "device" not in json.loads((tmp_path / "cpu" / "config.json").read_text())["config"]
     assert main([*argv, "--out", str(tmp_path / "tpu"), "--set", "device=tpu"]) == 1
     assert "not a torch device" in capsys.readouterr().err
+
+
+def test_subgoals_prints_coverage_per_threshold(
+    checkpoint: Path, data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cov.json"
+    argv = ["detect", "subgoals", "--detector", str(checkpoint), "--data", str(data["train"])]
+    rc = main([*argv, "--val", str(data["test"]), "--k", "1", "--thresholds", "0.99,0.9", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "succ reach" in text and "first hit" in text and "in-sample" not in text
+    rows = json.loads(out.read_text())
+    assert [(r["threshold"], r["exclude_failed"]) for r in rows] == [
+        (0.99, False),
+        (0.99, True),
+        (0.9, False),
+        (0.9, True),
+    ]
+    assert all("error" in r or 0.0 <= r["success_reach"] <= 1.0 for r in rows)
+    # the raw-pixel encoder, in-sample (flagged as such)
+    assert main([*argv, "--encoder", "pixel", "--thresholds", "0.99"]) == 0
+    assert "in-sample" in capsys.readouterr().out
+    assert main([*argv, "--thresholds", ","]) == 1
+    assert "--thresholds needs" in capsys.readouterr().err

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, SupportsFloat
@@ -70,11 +70,13 @@ __all__ = [
     "SubgoalReward",
     "SubgoalSet",
     "extract_subgoals",
+    "format_coverage",
     "is_success",
     "pixel_encoder",
     "resolve_detector",
     "resolve_encoder",
     "shaped_rewards",
+    "subgoal_coverage",
 ]
 
 Encoder = Callable[[np.ndarray], np.ndarray]
@@ -360,6 +362,98 @@ def extract_subgoals(
             )
     kept = _dedupe(unit, order, threshold)
     return emb[kept], mean
+
+
+def subgoal_coverage(
+    detector: Detector,
+    episodes: Any,
+    held_out: Any = None,
+    *,
+    encoder: Encoder | str | None = None,
+    thresholds: Sequence[float] = (0.99, 0.97, 0.95, 0.9),
+    k: int | None = 3,
+    score_threshold: float | None = None,
+    success_above: float = 0.0,
+    exclude_failed: Sequence[bool] = (False, True),
+) -> list[dict[str, Any]]:
+    """How informative the subgoals ``SubgoalReward`` would extract are, per matching threshold: a guide
+    to choosing ``threshold`` and ``exclude_failed`` before training (critwrap's addition).
+
+    Subgoals are extracted from ``episodes`` as the wrapper does; matching is measured on ``held_out``
+    episodes (default: ``episodes`` themselves, which flatters every number). Useful subgoals are reached
+    by most successful episodes (``success_reach``), by few failed ones (``failed_reach``), and not
+    at the very start (``first_hit``: median relative time ``t / (T - 1)`` of a successful episode's
+    first match; near 0 means the subgoals are start views). One row per (threshold, exclude_failed):
+    ``subgoals`` (K), ``success_reach``, ``failed_reach``, ``success_frames`` / ``failed_frames`` (share
+    of frames matching some subgoal), ``mean_reached`` (distinct subgoals per successful episode),
+    ``first_hit``; ``error`` instead when no subgoal survives the setting.
+    """
+    eps = _as_episodes(episodes)
+    test = eps if held_out is None else _as_episodes(held_out)
+    embed = resolve_encoder(encoder, detector)
+    good = [ep for ep in test if is_success(ep, success_above)]
+    bad = [ep for ep in test if not is_success(ep, success_above)]
+    if not good and not bad:
+        raise ValueError("no held-out episodes to measure the subgoals on")
+    good_emb = [_embed(embed, np.asarray(ep.frames), "episode") for ep in good]
+    bad_emb = [_embed(embed, np.asarray(ep.frames), "episode") for ep in bad]
+    rows: list[dict[str, Any]] = []
+    for thr in thresholds:
+        for excl in exclude_failed:
+            row: dict[str, Any] = {"threshold": float(thr), "exclude_failed": bool(excl)}
+            try:
+                emb, center = extract_subgoals(
+                    detector,
+                    eps,
+                    embed,
+                    k=k,
+                    score_threshold=score_threshold,
+                    threshold=thr,
+                    success_above=success_above,
+                    exclude_failed=excl,
+                )
+            except ValueError as exc:
+                row["error"] = str(exc)
+                rows.append(row)
+                continue
+            sg = SubgoalSet(emb, np.ones(len(emb)), thr, center)
+            g_match = [sg.match(e) for e in good_emb]
+            b_match = [sg.match(e) for e in bad_emb]
+            firsts = [float(np.flatnonzero(m.any(1))[0]) / max(len(m) - 1, 1) for m in g_match if m.any()]
+            row.update(
+                subgoals=len(sg),
+                success_reach=float(np.mean([m.any() for m in g_match])) if good else float("nan"),
+                failed_reach=float(np.mean([m.any() for m in b_match])) if bad else float("nan"),
+                success_frames=float(np.concatenate([m.any(1) for m in g_match]).mean())
+                if good
+                else float("nan"),
+                failed_frames=float(np.concatenate([m.any(1) for m in b_match]).mean())
+                if bad
+                else float("nan"),
+                mean_reached=float(np.mean([m.any(0).sum() for m in g_match])) if good else float("nan"),
+                first_hit=float(np.median(firsts)) if firsts else float("nan"),
+            )
+            rows.append(row)
+    return rows
+
+
+def format_coverage(rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`subgoal_coverage`'s rows as a fixed-width table."""
+    head = (
+        f"{'threshold':>9}  {'excl':>5}  {'K':>3}  {'succ reach':>10}  {'fail reach':>10}  "
+        f"{'succ frames':>11}  {'fail frames':>11}  {'reached':>7}  {'first hit':>9}"
+    )
+    lines = [head]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['threshold']:>9g}  {r['exclude_failed']!s:>5}  no subgoals: {r['error']}")
+            continue
+        lines.append(
+            f"{r['threshold']:>9g}  {r['exclude_failed']!s:>5}  {r['subgoals']:>3}  {r['success_reach']:>10.2f}  "
+            f"{r['failed_reach']:>10.2f}  {r['success_frames']:>11.2f}  {r['failed_frames']:>11.2f}  "
+            f"{r['mean_reached']:>7.2f}  {r['first_hit']:>9.2f}"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@
   chosen on the validation split, the same for the trivial detector that marks every frame, the
   optimistic F1 of the best threshold on the evaluated data itself (what the original code reports),
   and top-m precision. Ground truth: ``metadata["critical_steps"]`` of every episode.
+* ``detect subgoals --detector CKPT --data DIR --val DIR [--k 3 --thresholds 0.99,0.95 --encoder pixel]``
+  prints, per matching threshold (with and without ``exclude_failed``), how selective the subgoals
+  ``SubgoalReward`` would extract from ``--data`` are on the held-out ``--val`` episodes
+  (:func:`critwrap.wrappers.subgoal.subgoal_coverage`): choose the threshold before training.
 * ``detect show --detector CKPT --data DIR --episode I --out PNG`` draws a strip of the episode's frames
   above its score curve with the critical frames marked, and writes an animated GIF (``--gif``) with
   the score drawn as a bar under each frame.
@@ -346,7 +350,7 @@ def _parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``detect`` (with ``fit``, ``eval``, ``show``) to the zoo's subcommands."""
+    """Add ``detect`` (with ``fit``, ``eval``, ``subgoals``, ``show``) to the zoo's subcommands."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         NAME,
         help="critical-state detectors: fit one on episodes, evaluate it (F1@T), draw its scores",
@@ -425,6 +429,42 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     ev.add_argument("--seed", type=int, default=0, help="seed of an unfitted detector such as random")
     ev.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+
+    sg = actions.add_parser(
+        "subgoals",
+        help="how selective SubgoalReward's subgoals would be, per matching threshold (choose one before training)",
+    )
+    sg.add_argument("--detector", required=True, help="saved detector directory (or a registry name)")
+    sg.add_argument(
+        "--data", required=True, help="episodes the subgoals are extracted from (successes and failures)"
+    )
+    sg.add_argument(
+        "--val",
+        default=None,
+        metavar="DIR",
+        help="held-out episodes to measure the matching on (default: --data)",
+    )
+    sg.add_argument(
+        "--k", type=int, default=3, help="critical steps per successful episode (SubgoalReward's k)"
+    )
+    sg.add_argument(
+        "--thresholds",
+        default="0.99,0.97,0.95,0.9",
+        help="cosine thresholds to try (default 0.99,0.97,0.95,0.9)",
+    )
+    sg.add_argument(
+        "--encoder",
+        default=None,
+        help="embed frames with 'pixel' (raw pixels) or an import path 'module:function' (default: the detector's)",
+    )
+    sg.add_argument(
+        "--success-above",
+        type=float,
+        default=0.0,
+        help="an episode without a label succeeds above this return",
+    )
+    sg.add_argument("--seed", type=int, default=0, help="seed of an unfitted detector such as random")
+    sg.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
 
     show = actions.add_parser(
         "show", help="PNG strip of an episode with its score curve, and an animated GIF"
@@ -617,8 +657,44 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subgoals(args: argparse.Namespace) -> int:
+    from critwrap.wrappers.subgoal import format_coverage, pixel_encoder, subgoal_coverage
+
+    thresholds = [float(t) for t in str(args.thresholds).split(",") if t.strip()]
+    if not thresholds:
+        raise ValueError("--thresholds needs at least one cosine similarity, e.g. 0.99,0.95")
+    detector = open_detector(args.detector, seed=args.seed)
+    episodes = load_episodes(args.data)
+    held = load_episodes(args.val) if args.val else None
+    encoder: Any = pixel_encoder if args.encoder == "pixel" else args.encoder
+    rows = subgoal_coverage(
+        detector,
+        episodes,
+        held,
+        encoder=encoder,
+        thresholds=thresholds,
+        k=args.k,
+        success_above=args.success_above,
+    )
+    where = args.val or f"{args.data} (in-sample: pass --val held-out episodes for honest numbers)"
+    print(f"subgoals from {args.data} (k={args.k}), matched on {where}:")
+    print(format_coverage(rows))
+    print(
+        "good settings: high succ reach, low fail reach, first hit well after 0 (a first hit near 0 means "
+        "the subgoals are start views)"
+    )
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, indent=2, default=float))
+        print(f"wrote {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     action = args.detect_action
+    if action == "subgoals":
+        return _subgoals(args)
     if action == "fit":
         return _fit(args)
     if action == "eval":
