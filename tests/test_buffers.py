@@ -124,6 +124,20 @@ def test_targets_match_hand_computed_episode() -> None:
     np.testing.assert_array_equal(s["obs"], [0, 1, 3, 5, 6, 7])
 
 
+def test_horizon_histogram_counts_the_scored_transitions_horizons() -> None:
+    """The hand-computed episode above, by hand again: the argmax of scores[t : t + 3] within the episode
+    gives n = 2 1 3 2 1 2 1 1 for t = 0..7 (t = 2: .2 .3 .8; t = 4: .8 .1 .5); the unfinished episode
+    is not counted."""
+    buf = filled(TableDetector(SCORES))
+    np.testing.assert_array_equal(buf.horizons(np.arange(8), np.zeros(8, int)), [2, 1, 3, 2, 1, 2, 1, 1])
+    hist = buf.horizon_histogram()
+    assert hist["transitions"] == 8 and hist["counts"] == [4, 3, 1]
+    np.testing.assert_allclose(hist["shares"], [4 / 8, 3 / 8, 1 / 8])
+    assert hist["mean"] == pytest.approx(13 / 8)
+    empty = make_buffer(None).horizon_histogram()
+    assert empty["transitions"] == 0 and empty["counts"] == [0, 0, 0]
+
+
 def test_unscored_transitions_fall_back_to_nstep_or_one_step() -> None:
     buf = filled(TableDetector(SCORES))
     # the unfinished episode (buffer slots 8, 9): plain n-step, cut at the newest transition

@@ -120,6 +120,8 @@ def test_dqn_buffer_gets_the_detector_learned_online(tmp_path: Path) -> None:
     assert cb.refreshes >= 1
     assert buf.detector is det and buf.scored_fraction() > 0
     assert cb.last_metrics["buffer_scored_fraction"] > 0
+    shares = [cb.last_metrics[f"horizon_share_{n}"] for n in range(1, 5)]
+    assert sum(shares) == pytest.approx(1.0) and 1.0 <= cb.last_metrics["horizon_mean"] <= 4.0
     assert Detector.load(tmp_path / "det" / "latest").score(np.zeros((3, 56, 56, 3), np.uint8)).shape == (3,)
 
 

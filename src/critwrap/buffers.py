@@ -366,6 +366,32 @@ class CriticalNStepReplayBuffer(ReplayBuffer):
             return 0.0
         return float(self.scored[self._chronological()].sum()) / n
 
+    def horizon_histogram(self) -> dict[str, Any]:
+        """The horizons the detector's scores choose, over every stored transition of a scored episode:
+        ``counts`` and ``shares`` of n = 1..n_max, their ``mean`` and the number of ``transitions``.
+
+        A detector that singles out no states gives near-uniform shares (the argmax of flat scores is
+        arbitrary) or piles on one n; one that finds critical states gives shares that follow where
+        they lie. ``DetectorRefresh`` logs them as ``detector/horizon_mean`` and ``detector/horizon_share_<n>``.
+        """
+        order = self._chronological()
+        rows, cols = np.nonzero(self.scored[order])
+        if len(rows) == 0:
+            return {
+                "transitions": 0,
+                "counts": [0] * self.n_max,
+                "shares": [0.0] * self.n_max,
+                "mean": float("nan"),
+            }
+        n = self.horizons(order[rows], cols)
+        counts = np.bincount(n, minlength=self.n_max + 1)[1 : self.n_max + 1]
+        return {
+            "transitions": len(n),
+            "counts": counts.astype(int).tolist(),
+            "shares": (counts / len(n)).tolist(),
+            "mean": float(n.mean()),
+        }
+
     # -- storage ---------------------------------------------------------------------------------
     def add(
         self,

@@ -510,6 +510,13 @@ class DetectorRefresh(EpisodeRecorderCallback):
                 scored = getattr(buffer, "scored_fraction", None)
                 if callable(scored):
                     out["buffer_scored_fraction"] = float(scored())
+                histogram = getattr(buffer, "horizon_histogram", None)
+                if callable(histogram):
+                    hist = histogram()
+                    if hist["transitions"]:
+                        out["horizon_mean"] = hist["mean"]
+                        for i, share in enumerate(hist["shares"], start=1):
+                            out[f"horizon_share_{i}"] = float(share)
         return out
 
     def _update_envs(self, det: Detector, saved: Path | None) -> None:
