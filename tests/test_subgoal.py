@@ -688,6 +688,11 @@ def test_subgoal_coverage_tells_selective_subgoals_from_start_views() -> None:
     assert row["subgoals"] == 1 and row["success_reach"] == 1.0 and row["failed_reach"] == 0.0
     assert row["first_hit"] == 1.0 and row["mean_reached"] == 1.0 and row["failed_frames"] == 0.0
     assert row["success_frames"] == pytest.approx(2 / 7)
+    assert row["per_subgoal_success"] == [1.0] and row["per_subgoal_failed"] == [0.0] and "frames" not in row
+    (shown,) = subgoal_coverage(
+        CellScore(), train, held, k=1, thresholds=[0.99], exclude_failed=[False], keep_frames=True
+    )
+    np.testing.assert_array_equal(shown["frames"], one_hot(5))  # the subgoal's observation
     keep, drop = subgoal_coverage(
         CellScore(), train, held, k=3, thresholds=[0.99], exclude_failed=[False, True]
     )

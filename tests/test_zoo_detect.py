@@ -299,8 +299,12 @@ def test_subgoals_prints_coverage_per_threshold(
         (0.9, True),
     ]
     assert all("error" in r or 0.0 <= r["success_reach"] <= 1.0 for r in rows)
+    assert all("error" in r or len(r["per_subgoal_success"]) == r["subgoals"] for r in rows)
+    assert "frames" not in rows[0]
     # the raw-pixel encoder, in-sample (flagged as such)
-    assert main([*argv, "--encoder", "pixel", "--thresholds", "0.99"]) == 0
+    png = tmp_path / "sg.png"
+    assert main([*argv, "--encoder", "pixel", "--thresholds", "0.99", "--png", str(png)]) == 0
     assert "in-sample" in capsys.readouterr().out
+    assert png.stat().st_size > 1000
     assert main([*argv, "--thresholds", ","]) == 1
     assert "--thresholds needs" in capsys.readouterr().err

@@ -310,6 +310,33 @@ def extract_subgoals(
     also reaches (similarity at least ``threshold``) is dropped too: a state that failures visit as
     well does not mark progress (the start views, for instance).
     """
+    emb, mean, _ = _extract_subgoals(
+        detector,
+        episodes,
+        encoder,
+        k=k,
+        score_threshold=score_threshold,
+        threshold=threshold,
+        success_above=success_above,
+        center=center,
+        exclude_failed=exclude_failed,
+    )
+    return emb, mean
+
+
+def _extract_subgoals(
+    detector: Detector,
+    episodes: Any,
+    encoder: Encoder,
+    *,
+    k: int | None,
+    score_threshold: float | None,
+    threshold: float,
+    success_above: float,
+    center: bool,
+    exclude_failed: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """:func:`extract_subgoals`, plus the subgoals' frames (K, ...)."""
     eps = _as_episodes(episodes)
     if not eps:
         raise ValueError("no episodes given to extract subgoals from")
@@ -332,7 +359,8 @@ def extract_subgoals(
             f"the detector marks no critical step in the {len(good)} successful episodes (k={k}, "
             f"score_threshold={score_threshold}); lower score_threshold or raise k"
         )
-    emb = _embed(encoder, np.stack(frames), "critical")
+    stacked = np.stack(frames)
+    emb = _embed(encoder, stacked, "critical")
 
     def embed_all(episodes: list[Episode]) -> np.ndarray:
         parts = [
@@ -361,7 +389,7 @@ def extract_subgoals(
                 f"failed episode (cosine >= {threshold}); raise threshold, raise k, or pass exclude_failed=False"
             )
     kept = _dedupe(unit, order, threshold)
-    return emb[kept], mean
+    return emb[kept], mean, stacked[kept]
 
 
 def subgoal_coverage(
@@ -375,6 +403,7 @@ def subgoal_coverage(
     score_threshold: float | None = None,
     success_above: float = 0.0,
     exclude_failed: Sequence[bool] = (False, True),
+    keep_frames: bool = False,
 ) -> list[dict[str, Any]]:
     """How informative the subgoals ``SubgoalReward`` would extract are, per matching threshold: a guide
     to choosing ``threshold`` and ``exclude_failed`` before training (critwrap's addition).
@@ -386,7 +415,10 @@ def subgoal_coverage(
     first match; near 0 means the subgoals are start views). One row per (threshold, exclude_failed):
     ``subgoals`` (K), ``success_reach``, ``failed_reach``, ``success_frames`` / ``failed_frames`` (share
     of frames matching some subgoal), ``mean_reached`` (distinct subgoals per successful episode),
-    ``first_hit``; ``error`` instead when no subgoal survives the setting.
+    ``first_hit``, and per subgoal (in the order of ``SubgoalSet``) the share of successful and failed
+    held-out episodes that reach it (``per_subgoal_success``, ``per_subgoal_failed``); ``error`` instead
+    when no subgoal survives the setting. ``keep_frames=True`` adds the subgoals' observations
+    (``frames``, (K, ...), not JSON-able) to look at.
     """
     eps = _as_episodes(episodes)
     test = eps if held_out is None else _as_episodes(held_out)
@@ -402,7 +434,7 @@ def subgoal_coverage(
         for excl in exclude_failed:
             row: dict[str, Any] = {"threshold": float(thr), "exclude_failed": bool(excl)}
             try:
-                emb, center = extract_subgoals(
+                emb, center, frames = _extract_subgoals(
                     detector,
                     eps,
                     embed,
@@ -410,6 +442,7 @@ def subgoal_coverage(
                     score_threshold=score_threshold,
                     threshold=thr,
                     success_above=success_above,
+                    center=True,
                     exclude_failed=excl,
                 )
             except ValueError as exc:
@@ -432,7 +465,13 @@ def subgoal_coverage(
                 else float("nan"),
                 mean_reached=float(np.mean([m.any(0).sum() for m in g_match])) if good else float("nan"),
                 first_hit=float(np.median(firsts)) if firsts else float("nan"),
+                per_subgoal_success=[float(x) for x in np.mean([m.any(0) for m in g_match], 0)]
+                if good
+                else [],
+                per_subgoal_failed=[float(x) for x in np.mean([m.any(0) for m in b_match], 0)] if bad else [],
             )
+            if keep_frames:
+                row["frames"] = frames
             rows.append(row)
     return rows
 

@@ -465,6 +465,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sg.add_argument("--seed", type=int, default=0, help="seed of an unfitted detector such as random")
     sg.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    sg.add_argument(
+        "--png",
+        default=None,
+        metavar="FILE",
+        help="draw the subgoals of every setting (a row each) into FILE",
+    )
 
     show = actions.add_parser(
         "show", help="PNG strip of an episode with its score curve, and an animated GIF"
@@ -675,6 +681,7 @@ def _subgoals(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         k=args.k,
         success_above=args.success_above,
+        keep_frames=args.png is not None,
     )
     where = args.val or f"{args.data} (in-sample: pass --val held-out episodes for honest numbers)"
     print(f"subgoals from {args.data} (k={args.k}), matched on {where}:")
@@ -683,12 +690,57 @@ def _subgoals(args: argparse.Namespace) -> int:
         "good settings: high succ reach, low fail reach, first hit well after 0 (a first hit near 0 means "
         "the subgoals are start views)"
     )
+    if args.png:
+        print(f"wrote {render_subgoals(rows, args.png)}")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows, indent=2, default=float))
+        path.write_text(json.dumps([{k: v for k, v in r.items() if k != "frames"} for r in rows], indent=2))
         print(f"wrote {path}")
     return 0
+
+
+def render_subgoals(rows: Sequence[dict[str, Any]], out: str | Path, max_per_row: int = 12) -> Path:
+    """One row of subgoal observations per setting of :func:`subgoal_coverage` (rows made with
+    ``keep_frames=True``), each titled with the share of held-out successes / failures that reach it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if "frames" in r]
+    if not shown:
+        raise ValueError("no setting left any subgoal to draw (see the table's errors)")
+    cols = min(max_per_row, max(len(r["frames"]) for r in shown))
+    fig, axes = plt.subplots(len(shown), cols, figsize=(1.35 * cols + 1.6, 1.6 * len(shown)), squeeze=False)
+    for i, r in enumerate(shown):
+        frames = _rgb(r["frames"])
+        for j in range(cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(frames):
+                ax.axis("off")
+                continue
+            ax.imshow(frames[j], interpolation="nearest")
+            succ = r["per_subgoal_success"][j] if r["per_subgoal_success"] else float("nan")
+            fail = r["per_subgoal_failed"][j] if r["per_subgoal_failed"] else float("nan")
+            ax.set_title(f"s {succ:.2f} / f {fail:.2f}", fontsize=7)
+        axes[i][0].set_ylabel(
+            f"{r['threshold']:g}" + (" excl" if r["exclude_failed"] else ""),
+            fontsize=8,
+            rotation=0,
+            labelpad=24,
+        )
+    fig.suptitle(
+        "subgoals per threshold (row) - share of held-out successes (s) / failures (f) reaching each"
+    )
+    fig.tight_layout()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
