@@ -517,17 +517,35 @@ def run_one(
             subgoal_kwargs["encoder"] = encoder
     venv = make_venv(env_id, 8, seed, subgoal_kwargs, oracle_bonus)
 
+    window_steps = steps / windows
+    label = f"{task} {method} seed {seed}"
+
     class Track(BaseCallback):
+        """Episode ends and bonus; prints each window's success as it closes (long runs show progress)."""
+
         def __init__(self) -> None:
             super().__init__()
             self.ends: list[tuple[int, bool]] = []
             self.bonus = 0.0
+            self.next_report = window_steps
+            self.t0 = time.perf_counter()
 
         def _on_step(self) -> bool:
             for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
                 self.bonus += abs(float(info.get("subgoal_bonus", 0.0)))
                 if done:
                     self.ends.append((int(self.num_timesteps), bool(info.get("success", False))))
+            if self.num_timesteps >= self.next_report:
+                lo = self.next_report - window_steps
+                window = [ok for t, ok in self.ends if lo < t <= self.num_timesteps]
+                rate = f"{np.mean(window):.2f}" if window else "-"
+                elapsed = time.perf_counter() - self.t0
+                print(
+                    f"  {label}: {self.num_timesteps} steps, window success {rate} ({len(window)} episodes), "
+                    f"{elapsed / 60:.1f} min",
+                    flush=True,
+                )
+                self.next_report += window_steps
             return True
 
     model = PPO(
