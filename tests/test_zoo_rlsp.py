@@ -51,6 +51,9 @@ def test_rlsp_from_a_states_file_then_train_on_the_reward(capsys: pytest.Capture
     reward = load_reward("r.safetensors", env_id="InvertedPendulum-v5", obs_dim=4)
     assert reward.info["method"] == "deep-rlsp" and len(reward.info["history"]) == 2
     assert "--wrapper rlsp-reward:path=r.safetensors" in out
+    # progress bars on stderr: the three setup stages, then the iterations (2 of at most 2 * 10)
+    assert "Deep RLSP setup" in err and "3/3" in err
+    assert "Deep RLSP:" in err and "horizon=2" in err
 
     rc, out, err = zoo(capsys, "train", "sac", "InvertedPendulum-v5", "--timesteps", "300",
                        "--wrapper", "rlsp-reward:path=r.safetensors", "--eval-skip-wrapper", "rlsp-reward",
@@ -71,8 +74,10 @@ def test_rlsp_ablation_with_states_sampled_from_a_policy(capsys: pytest.CaptureF
         "expert.zip"
     )
     rc, out, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "expert.zip", "--n-states", "2",
-                       "--method", "waypoints", "--out", "w.safetensors", "--save-states", "used.npy", *SMALL)  # fmt: skip
+                       "--method", "waypoints", "--out", "w.safetensors", "--save-states", "used.npy", *SMALL,
+                       "--no-progress")  # fmt: skip
     assert rc == 0, err
+    assert "Deep RLSP" not in err
     used = np.load("used.npy")
     assert used.shape == (2, 4)
     reward = load_reward("w.safetensors")
@@ -136,6 +141,7 @@ def test_rlsp_gail_writes_a_policy_and_reports_its_true_return(capsys: pytest.Ca
     assert rc == 0, err
     summary = json.loads(out[: out.rindex("}") + 1])
     assert summary["normalize_input"] is True
+    assert "GAIL" in err and "300/300" in err  # the progress bar, on stderr (stdout holds only the summary)
     assert summary["grad_penalty"] == 10 and "grad_penalty" in summary["discriminator"]
     assert summary["method"] == "gail" and summary["n_states"] == 2 and summary["steps"] == 300
     assert summary["out"] == "gail.zip" and Path("gail.zip").is_file()

@@ -485,6 +485,8 @@ class DeepRLSP:
         self.start_states = self.states.copy()
         self.history: list[dict[str, Any]] = []
         self._ready = False
+        #: a tqdm bar that :meth:`step` advances (set by :func:`infer_reward` with ``progress=True``)
+        self.progress_bar: Any = None
 
     def make_env(self) -> gym.Env[Any, Any]:
         return gym.make(self.env_id, **self.env_kwargs)
@@ -515,15 +517,52 @@ class DeepRLSP:
             return Transitions.concat(parts)
         return collect_transitions(self.make_env, cfg.n_rollouts_init, length, seed=cfg.seed)
 
-    def setup(self) -> None:
-        """Collect transitions, fit the VAE and the inverse dynamics (unless given), initialise ``theta``."""
+    def setup(self, progress: bool = False) -> None:
+        """Collect transitions, fit the VAE and the inverse dynamics (unless given), initialise ``theta``.
+
+        ``progress=True`` shows a tqdm bar over these stages (the stage running is its postfix)."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         t0 = time.perf_counter()
-        if self.transitions is None and (self.encoder is None or self.inverse_dynamics is None):
+        collect = self.transitions is None and (self.encoder is None or self.inverse_dynamics is None)
+        stages = [
+            name
+            for name, todo in (
+                ("transitions", collect),
+                ("VAE", self.encoder is None),
+                ("inverse dynamics", self.inverse_dynamics is None),
+            )
+            if todo
+        ]
+        bar = None
+        if progress and stages:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(stages), desc="Deep RLSP setup", unit="stage", dynamic_ncols=True)
+        try:
+            self._setup(collect, bar, t0)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _setup(self, collect: bool, bar: Any, t0: float) -> None:
+        cfg = self.config
+
+        def stage(name: str) -> None:
+            if bar is not None:
+                bar.set_postfix_str(name)
+
+        def done() -> None:
+            if bar is not None:
+                bar.update(1)
+
+        if collect:
+            stage("collecting transitions")
             self.transitions = self.collect()
             self.log(f"{len(self.transitions)} transitions in {time.perf_counter() - t0:.1f}s")
+            done()
         if self.encoder is None:
+            stage("fitting the state VAE")
             assert self.transitions is not None
             self.encoder = StateVAE(
                 self.obs_dim,
@@ -541,7 +580,9 @@ class DeepRLSP:
                 seed=cfg.seed,
             )
             self.log(f"VAE loss {loss[0]:.3f} -> {loss[1]:.3f}")
+            done()
         if self.inverse_dynamics is None:
+            stage("fitting the inverse dynamics")
             assert self.transitions is not None
             act_dim = int(np.prod(self.action_space.shape or (1,)))
             self.inverse_dynamics = InverseDynamics(
@@ -557,6 +598,7 @@ class DeepRLSP:
                 seed=cfg.seed,
             )
             self.log(f"inverse dynamics loss {loss[0]:.4f} -> {loss[1]:.4f}")
+            done()
         if self.transitions is None:
             raise ValueError("give transitions along with a pretrained encoder and inverse dynamics")
         assert isinstance(self.action_space, gym.spaces.Box)
@@ -690,6 +732,9 @@ class DeepRLSP:
             "done": self.curriculum.done,
         }
         self.history.append(stats)
+        if self.progress_bar is not None:
+            self.progress_bar.update(1)
+            self.progress_bar.set_postfix(horizon=horizon, grad_norm=f"{grad_norm:.3g}", refresh=False)
         self.log(
             f"epoch {stats['epoch']} horizon {horizon}: grad norm {grad_norm:.3f} "
             f"(last-n {stats['last_n_grad_norm']:.3f}), |theta| {stats['theta_norm']:.3f}, "
@@ -735,6 +780,7 @@ def infer_reward(
     save_path: str | os.PathLike[str] | None = None,
     rlsp: DeepRLSP | None = None,
     max_policy_steps: int | None = None,
+    progress: bool = False,
 ) -> RLSPResult:
     """Run Deep RLSP with SB3 SAC on ``env_id`` from the observed ``states``; returns the inferred reward
     (``theta`` normalised to norm 1, as the original's evaluation of inferred rewards).
@@ -743,17 +789,16 @@ def infer_reward(
     (:class:`~critwrap.rlsp.callback.RLSPUpdate`), until the horizon curriculum ends (or
     ``max_policy_steps`` SAC steps, when given). With ``config.reset_solver`` every iteration trains a
     new SAC from scratch instead (the original's pendulum setting); ``model`` is then the last one.
+    ``progress=True`` shows tqdm bars: the setup stages, then the Deep RLSP iterations (as many as
+    the curriculum allows; it may end earlier) with the current horizon and gradient norm.
     """
-    from stable_baselines3 import SAC
-
-    from critwrap.rlsp.callback import RLSPUpdate
 
     cfg = config or RLSPConfig()
     t0 = time.perf_counter()
     if rlsp is None:
         rlsp = DeepRLSP(env_id, states, cfg, expert=expert, env_kwargs=env_kwargs)
     if not rlsp._ready:
-        rlsp.setup()
+        rlsp.setup(progress=progress)
     venv = make_policy_env(rlsp, seed=cfg.seed)
     if cfg.sac_kwargs is None:  # the original's solver: get_sac(env, learning_starts=0)
         sac_kwargs = {**default_sac_kwargs(env_id), "learning_starts": 0}
@@ -763,6 +808,36 @@ def infer_reward(
     max_epochs = cfg.epochs
     if cfg.horizon_curriculum:
         max_epochs = min(cfg.epochs, cfg.horizon * cfg.max_epochs_per_horizon)
+    if progress:
+        from tqdm.auto import tqdm
+
+        rlsp.progress_bar = tqdm(total=max_epochs, desc="Deep RLSP", unit="iter", dynamic_ncols=True)
+    try:
+        model = _run_loop(rlsp, venv, cfg, sac_kwargs, max_epochs, max_policy_steps, save_path)
+    finally:
+        if rlsp.progress_bar is not None:
+            rlsp.progress_bar.close()
+            rlsp.progress_bar = None
+    reward = rlsp.final_reward
+    if save_path is not None:
+        reward.save(save_path)
+    return RLSPResult(reward, rlsp, model, list(rlsp.history), time.perf_counter() - t0)
+
+
+def _run_loop(
+    rlsp: DeepRLSP,
+    venv: Any,
+    cfg: RLSPConfig,
+    sac_kwargs: dict[str, Any],
+    max_epochs: int,
+    max_policy_steps: int | None,
+    save_path: str | os.PathLike[str] | None,
+) -> Any:
+    """The outer loop of :func:`infer_reward`; returns the last SAC."""
+    from stable_baselines3 import SAC
+
+    from critwrap.rlsp.callback import RLSPUpdate
+
     if cfg.reset_solver:
         # the original's reset_solver=True: a new SAC trained from scratch on the current reward for
         # solver_iterations steps before every gradient step (its pendulum config)
@@ -790,7 +865,4 @@ def infer_reward(
         if max_policy_steps is not None:
             total = min(total, int(max_policy_steps))
         model.learn(total_timesteps=total, callback=callback)
-    reward = rlsp.final_reward
-    if save_path is not None:
-        reward.save(save_path)
-    return RLSPResult(reward, rlsp, model, list(rlsp.history), time.perf_counter() - t0)
+    return model

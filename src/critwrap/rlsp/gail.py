@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
@@ -314,6 +314,30 @@ class GAILUpdate(BaseCallback):
         return True
 
 
+class _StderrProgress(BaseCallback):
+    """A tqdm bar over environment steps, written to stderr."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        super().__init__()
+        self.total, self.desc = total, desc
+        self.bar: Any = None
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        if self.bar is not None:
+            self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def train_gail(
     env_id: str,
     states: np.ndarray,
@@ -330,6 +354,7 @@ def train_gail(
     grad_penalty: float = 0.0,
     normalize_input: bool = False,
     env: gym.Env[Any, Any] | VecEnv | None = None,
+    progress: bool = False,
 ) -> tuple[Any, GAILUpdate]:
     """SAC trained by state-only GAIL from ``states`` for ``total_timesteps`` steps.
 
@@ -340,7 +365,7 @@ def train_gail(
 
     ``grad_penalty`` (default 0, the original baseline) weighs DAC's gradient penalty on the
     discriminator (:class:`GAILUpdate`); ``normalize_input`` standardises its inputs
-    (:class:`RunningNorm`, ``imitation``'s default).
+    (:class:`RunningNorm`, ``imitation``'s default); ``progress`` shows a tqdm bar on stderr.
 
     Returns ``(model, callback)``: the SAC policy, and the callback holding the discriminator and its
     per-round statistics (``callback.history``).
@@ -370,5 +395,8 @@ def train_gail(
     if kwargs.get("learning_starts", 100) < 1:
         kwargs["learning_starts"] = 1
     model = SAC("MlpPolicy", env, seed=seed, device="cpu", replay_buffer_class=GAILReplayBuffer, **kwargs)
-    model.learn(int(total_timesteps), callback=callback)
+    callbacks: list[BaseCallback] = [callback]
+    if progress:  # a plain tqdm bar on stderr (SB3's rich bar prints to stdout, where the zoo's JSON goes)
+        callbacks.append(_StderrProgress(int(total_timesteps), "GAIL"))
+    model.learn(int(total_timesteps), callback=CallbackList(callbacks))
     return model, callback

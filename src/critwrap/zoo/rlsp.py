@@ -106,7 +106,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--save-states", default=None, metavar="FILE.npy", help="also save the states used")
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="print progress")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="print a line per stage and iteration")
     return p
 
 
@@ -203,11 +204,13 @@ def run(args: argparse.Namespace) -> int:
         return _run_gail(args, states, notes, t0)
     rlsp = DeepRLSP(args.env, states, cfg, expert=expert)
     if args.method == "deep-rlsp":
-        result = infer_reward(args.env, states, cfg, rlsp=rlsp, save_path=args.out)
+        result = infer_reward(
+            args.env, states, cfg, rlsp=rlsp, save_path=args.out, progress=not args.no_progress
+        )
         reward = result.reward
         reward.info.update({"states": notes, "history": result.history})
     else:
-        rlsp.setup()  # data and features only
+        rlsp.setup(progress=not args.no_progress)  # data and features only
         assert rlsp.encoder is not None
         make = average_features_reward if args.method == "average-features" else waypoints_reward
         reward = make(rlsp.encoder, states, args.env)
@@ -255,6 +258,7 @@ def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: 
         seed=args.seed,
         grad_penalty=args.gail_grad_penalty,
         normalize_input=args.gail_normalize,
+        progress=not args.no_progress,
     )
     out = Path(args.out)
     if out.suffix != ".zip":
