@@ -1,0 +1,338 @@
+"""Benchmark: attacking a MinAtar Breakout agent at the Deep State Identifier's top-k steps, k in {5, 10, 30}.
+
+Why MinAtar Breakout (``docs/benchmarks_attack.md``, run M): the paper's attack is on Pong, where a
+point is lost in a few steps when the paddle is not under the ball, and most other steps forgive a
+wrong action. PPO on ALE Pong needs a GPU-sized budget; MinAtar (Young & Tian 2019; ``pip install
+minatar``, pure numpy, nothing downloaded) is a 10x10 version of Atari games that PPO learns in a few
+CPU-minutes. Its Breakout has Pong's structure: the episode ends when the ball passes the paddle, so
+the steps before the ball reaches the bottom row are critical and the others are not. Rewards are
+bricks broken (one per brick); an attack that loses the ball early costs the rest of the game.
+
+Stages (each skipped when its output exists, so a killed run resumes):
+
+1. **Victim.** PPO with MinAtar's own network (one 3x3 convolution with 16 channels, a 128-unit layer),
+   8 envs, ``--ppo-steps`` steps on ``MinAtar/Breakout-v1`` (3 actions) with MinAtar's default sticky
+   actions (0.1) and 500-step training episodes; its sampled policy is checked on ``--check-episodes``
+   games.
+2. **Detector data.** ``--data-episodes`` games of the victim (keyed samples of its policy) with epsilon
+   mixing, env seeds 100000+; frames are the 10x10x4 observation (paddle, ball, trail, bricks) scaled 3x
+   to 30x30x4 uint8; label 1 when the game's return is at least the median return of the data set (the
+   median is stored), else 0.
+3. **DSI** (classification, the LunarLander run's settings) on those games only, with a mask budget.
+4. **Attack** (replay protocol, :func:`critwrap.attack.evaluate_attack`) on ``--episodes`` seeded games
+   (env seeds ``--seed``+, **no sticky actions** so that a replay is exact; the victim samples with keyed
+   random numbers, ``Victim(sample=True)``, so a replay reproduces it), games capped at ``--max-steps``:
+   the action replaced by a uniformly random different one at the detector's top-k steps (``--lead``
+   steps before its top frames), at k random steps, at the victim's own top-k (least entropy), and the
+   clustering controls of run L2 / L3 (``block``: k steps in a row at a random place;
+   ``detector-spaced``: the detector's top-k at least ``--gap`` steps apart).
+
+    nohup python benchmarks/attack_minatar.py --out bench_out/attack_minatar --jobs 2 > bench_out/attack_minatar.log 2>&1 &
+
+Results: ``OUT/results.json``, ``OUT/results.md``, ``OUT/drops.png`` (the summary of ``attack_atari.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attack_atari import add_common_args, log, plot, report_row, run_chunks, run_meta, summarize
+from attack_lunar import check_detector, data_epsilons
+
+ENV_ID = "MinAtar/Breakout-v1"
+DATA_SEED = 100_000
+CHECK_SEED = 30_000
+SCALE = 3
+ALL_METHODS = ("detector", "random", "victim", "block", "detector-spaced")
+
+
+def _register() -> None:
+    import gymnasium as gym
+
+    if ENV_ID not in gym.envs.registry:
+        try:
+            from minatar.gym import register_envs
+        except ImportError:
+            raise SystemExit("this benchmark needs MinAtar: pip install minatar") from None
+        register_envs()
+
+
+def make_env(max_steps: int, sticky: float = 0.0) -> Any:
+    import gymnasium as gym
+
+    _register()
+    return gym.make(ENV_ID, sticky_action_prob=sticky, max_episode_steps=max_steps)
+
+
+def frame(env: Any, obs: Any) -> np.ndarray:
+    """The (10, 10, 4) boolean observation -> (30, 30, 4) uint8 (each cell a 3x3 block of 0 / 255)."""
+    del env
+    cells = np.asarray(obs, dtype=np.uint8) * 255
+    return np.repeat(np.repeat(cells, SCALE, axis=0), SCALE, axis=1)
+
+
+def policy_kwargs() -> dict[str, Any]:
+    import torch
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from torch import nn
+
+    class MinAtarCNN(BaseFeaturesExtractor):
+        """MinAtar's network: conv 3x3 (16) on the (H, W, C) grid, then a 128-unit layer."""
+
+        def __init__(self, space: Any, features_dim: int = 128) -> None:
+            super().__init__(space, features_dim)
+            h, w, c = space.shape
+            self.conv = nn.Sequential(nn.Conv2d(c, 16, 3, 1), nn.ReLU(), nn.Flatten())
+            self.fc = nn.Sequential(nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x.permute(0, 3, 1, 2).float()))
+
+    return {"features_extractor_class": MinAtarCNN, "net_arch": []}
+
+
+def play(env: Any, victim: Any, seed: int, rng: np.random.Generator | None = None, eps: float = 0.0,
+         keep_frames: bool = False) -> dict[str, Any]:  # fmt: skip
+    obs, _ = env.reset(seed=seed)
+    victim.start_episode(seed)
+    frames, total, done, n = [], 0.0, False, 0
+    while not done:
+        if keep_frames:
+            frames.append(frame(env, obs))
+        victim.at_step(n)
+        if rng is not None and rng.random() < eps:
+            action = int(rng.integers(env.action_space.n))
+        else:
+            action = int(victim.act(obs))
+        obs, r, term, trunc, _ = env.step(action)
+        total += float(r)
+        n += 1
+        done = term or trunc
+    return {"return": total, "length": n, "frames": frames, "truncated": bool(trunc)}
+
+
+def train_victim(args: argparse.Namespace) -> Path:
+    path = args.out / "victim.zip"
+    if path.is_file():
+        log(f"victim: reusing {path}")
+        return path
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    venv = make_vec_env(lambda: make_env(500, sticky=0.1), n_envs=8, seed=args.victim_seed)
+    model = PPO(
+        "MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=5e-4, ent_coef=0.01,
+        gamma=0.99, gae_lambda=0.95, clip_range=0.2, policy_kwargs=policy_kwargs(), seed=args.victim_seed,
+        device="cpu", verbose=0,
+    )  # fmt: skip
+    model.learn(args.ppo_steps)
+    model.save(str(path))
+    check_victim(args, path, time.perf_counter() - t0, time.process_time() - c0)
+    return path
+
+
+def check_victim(
+    args: argparse.Namespace, path: Path, seconds: float = 0.0, cpu: float = 0.0
+) -> dict[str, Any]:
+    from stable_baselines3 import PPO
+
+    from critwrap.attack import Victim
+
+    victim = Victim(PPO.load(path, device="cpu"), sample=True)
+    env = make_env(args.max_steps)
+    games = [play(env, victim, CHECK_SEED + i) for i in range(args.check_episodes)]
+    info = {
+        "ppo_steps": args.ppo_steps,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "check_returns": [g["return"] for g in games],
+        "check_lengths": [g["length"] for g in games],
+        "check_mean": float(np.mean([g["return"] for g in games])),
+        "check_mean_length": float(np.mean([g["length"] for g in games])),
+        "check_truncated_share": float(np.mean([g["truncated"] for g in games])),
+    }
+    (args.out / "victim.json").write_text(json.dumps(info, indent=1))
+    log(
+        f"victim: sampled check mean return {info['check_mean']:.1f}, length {info['check_mean_length']:.0f}, "
+        f"share reaching the {args.max_steps}-step cap {info['check_truncated_share']:.2f}"
+    )
+    return info
+
+
+def record_data(args: argparse.Namespace, victim_path: Path) -> list[Any]:
+    """One set of ``--data-episodes`` games per epsilon (env seeds 100000+), labelled by the median return."""
+    from stable_baselines3 import PPO
+
+    from critwrap.attack import Victim
+    from critwrap.episodes import Episode
+
+    eps_list = data_epsilons(args.data_epsilon)
+    frames_all, lengths_all, returns_all = [], [], []
+    for eps in eps_list:
+        path = args.out / f"data_eps{eps:g}.npz"
+        if not path.is_file():
+            victim = Victim(PPO.load(victim_path, device="cpu"), sample=True, sample_seed=1)
+            env = make_env(args.max_steps)
+            rng = np.random.default_rng(DATA_SEED)
+            frames, lengths, returns = [], [], []
+            t0 = time.perf_counter()
+            for e in range(args.data_episodes):
+                g = play(env, victim, DATA_SEED + e, rng=rng, eps=eps, keep_frames=True)
+                frames += g["frames"]
+                lengths.append(g["length"])
+                returns.append(g["return"])
+            np.savez_compressed(
+                path, frames=np.stack(frames), lengths=np.asarray(lengths), returns=np.asarray(returns)
+            )
+            log(f"data (epsilon {eps:g}): {len(frames)} frames in {time.perf_counter() - t0:.0f} s")
+        with np.load(path) as z:
+            frames_all.append(z["frames"])
+            lengths_all.append(z["lengths"])
+            returns_all.append(z["returns"])
+    frames = np.concatenate(frames_all)
+    lengths = np.concatenate(lengths_all)
+    returns = np.concatenate(returns_all)
+    median = float(np.median(returns))
+    labels = (returns >= median).astype(int)
+    log(
+        f"data: {len(lengths)} games, return mean {returns.mean():.1f} median {median:g}, "
+        f"length mean {lengths.mean():.0f}, label-1 share {labels.mean():.2f}"
+    )
+    (args.out / "data.json").write_text(
+        json.dumps({"median_return": median, "games": len(lengths), "label1_share": float(labels.mean())})
+    )
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return [Episode(frames[s : s + n], label=int(y)) for s, n, y in zip(starts, lengths, labels, strict=True)]
+
+
+def train_dsi(args: argparse.Namespace, episodes: list[Any]) -> Any:
+    from critwrap.detectors.dsi import DSI
+
+    path = args.out / "dsi"
+    if (path / "config.json").is_file():
+        log(f"dsi: reusing {path}")
+        return DSI.load(path)
+    det = DSI(
+        task="classification", channels=tuple(int(c) for c in args.dsi_channels.split(",")),
+        lstm_hidden=args.dsi_lstm, lr=args.dsi_lr, batch_size=16, l1=5e-3, reverse=2.0,
+        mask_budget=args.mask_budget, mask_budget_weight=10.0, max_length=args.max_steps, frame_layout="HWC",
+        num_threads=args.threads, seed=args.dsi_seed,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    det.fit(episodes, epochs=args.dsi_epochs, progress=False, seed=args.dsi_seed)
+    det.save(path)
+    hist = [{k: v for k, v in h.items() if isinstance(v, int | float)} for h in det.history]
+    (args.out / "dsi_fit.json").write_text(
+        json.dumps(
+            {"seconds": time.perf_counter() - t0, "episodes": len(episodes), "history": hist}, indent=1
+        )
+    )
+    log(f"dsi: fitted in {time.perf_counter() - t0:.0f} s; last epoch {hist[-1] if hist else {}}")
+    return det
+
+
+def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
+    import torch
+    from stable_baselines3 import PPO
+
+    from critwrap.attack import Victim, evaluate_attack, run_episode
+    from critwrap.detectors.dsi import DSI
+
+    a, seeds = job
+    torch.set_num_threads(1)
+    env = make_env(a["max_steps"])
+    victim = Victim(PPO.load(a["victim"], device="cpu"), sample=True)
+    det = DSI.load(a["dsi"])
+    rows = []
+    for s in seeds:
+        clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
+        for k in a["ks"]:
+            rep = evaluate_attack(
+                env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
+                allow_short=True, methods=a["methods"], detector_min_gap=a["gap"],
+            )  # fmt: skip
+            row = report_row(rep, s, k, clean.length)
+            row["detector_spread"] = rep.settings.get("detector_spread_median")
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("bench_out/attack_minatar"))
+    p.add_argument("--ppo-steps", type=int, default=3_000_000)
+    p.add_argument("--victim-seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=1000, help="agent steps per game at most")
+    p.add_argument("--check-episodes", type=int, default=20)
+    p.add_argument("--data-episodes", type=int, default=200)
+    p.add_argument("--data-epsilon", default="0.1,0.25", help="one or several (comma-separated) epsilons")
+    p.add_argument("--dsi-epochs", type=int, default=10)
+    add_common_args(p)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--chunk", type=int, default=10, help="seeds per worker task")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--gap", type=int, default=5, help="detector-spaced: attacked steps at least this far apart"
+    )
+    p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated, of {ALL_METHODS}")
+    p.add_argument("--check-only", action="store_true", help="stop after the detector check (no attack)")
+    args = p.parse_args(argv)
+    data_epsilons(args.data_epsilon)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not args.methods or any(m not in ALL_METHODS for m in args.methods):
+        p.error(f"--methods: expected some of {ALL_METHODS}, got {args.methods}")
+    args.episodes_file = "episodes.jsonl"
+    args.perturb, args.epsilon, args.game = "action", None, "MinAtar-Breakout"
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    victim_path = train_victim(args)
+    if not (args.out / "victim.json").is_file():
+        check_victim(args, victim_path)
+    episodes = record_data(args, victim_path)
+    det = train_dsi(args, episodes)
+    check = check_detector(det, episodes)
+    (args.out / "detector_check.json").write_text(json.dumps(check, indent=1))
+    log(f"detector check: {check}")
+    if args.check_only:
+        return 0
+    a = {
+        "victim": str(victim_path),
+        "dsi": str(args.out / "dsi"),
+        "ks": list(args.ks),
+        "lead": args.lead,
+        "methods": list(args.methods),
+        "gap": args.gap,
+        "max_steps": args.max_steps,
+    }
+    rows = run_chunks(args, args.out / args.episodes_file, a, _worker)
+    text, out = summarize(args, rows)
+    out.update(run_meta(args))
+    out["seconds"] = time.perf_counter() - t_start
+    out["detector_check"] = check
+    spreads = [r["detector_spread"] for r in rows if r.get("detector_spread") is not None]
+    if spreads:
+        out["detector_spread_games"] = {"median": float(np.median(spreads)), "min": float(np.min(spreads))}
+    (args.out / "results.json").write_text(json.dumps(out, indent=1))
+    (args.out / "results.md").write_text(text + "\n")
+    if out["reports"]:
+        plot(out, args.out / "drops.png", "MinAtar Breakout", "action")
+    print(text)
+    log(f"done in {time.perf_counter() - t_start:.0f} s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
