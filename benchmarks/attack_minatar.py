@@ -17,7 +17,7 @@ Stages (each skipped when its output exists, so a killed run resumes):
 2. **Detector data.** ``--data-episodes`` games of the victim (keyed samples of its policy) with epsilon
    mixing, env seeds 100000+; frames are the 10x10x4 observation (paddle, ball, trail, bricks) scaled 3x
    to 30x30x4 uint8; label 1 when the game's return is at least the median return of the data set (the
-   median is stored), else 0.
+   median is stored; above it when the median is the lowest return), else 0.
 3. **DSI** (classification, the LunarLander run's settings) on those games only, with a mask budget.
 4. **Attack** (replay protocol, :func:`critwrap.attack.evaluate_attack`) on ``--episodes`` seeded games
    (env seeds ``--seed``+, **no sticky actions** so that a replay is exact; the victim samples with keyed
@@ -203,6 +203,8 @@ def record_data(args: argparse.Namespace, victim_path: Path) -> list[Any]:
     returns = np.concatenate(returns_all)
     median = float(np.median(returns))
     labels = (returns >= median).astype(int)
+    if labels.all():  # the median is the lowest return (e.g. a toy run's all-zero games): above it instead
+        labels = (returns > median).astype(int)
     log(
         f"data: {len(lengths)} games, return mean {returns.mean():.1f} median {median:g}, "
         f"length mean {lengths.mean():.0f}, label-1 share {labels.mean():.2f}"

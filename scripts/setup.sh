@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up a development environment in .venv: critwrap (editable, with the dev, mujoco, dmc and ray
-# extras) and the example plugin. Idempotent and non-interactive: run it again after pulling; it does nothing
+# Set up a development environment in .venv: critwrap (editable, with the dev, mujoco, dmc, ray, box2d and
+# minatar extras) and the example plugin. Idempotent and non-interactive: run it again after pulling; it does nothing
 # when neither pyproject.toml has changed since the last successful run.
 #
 #   ./scripts/setup.sh && .venv/bin/python -m pytest -q
@@ -67,8 +67,8 @@ say "installing $TORCH_PIN (CPU build) first"
 pip_install "$TORCH_PIN"
 
 # ray (the sweep's distributed backend, tested against the local one) adds ~20 s and ~400 MB
-say "installing critwrap (editable) with the dev, mujoco, dmc, ray and box2d extras"
-pip_install -e ".[dev,mujoco,dmc,ray,box2d]"
+say "installing critwrap (editable) with the dev, mujoco, dmc, ray, box2d and minatar extras"
+pip_install -e ".[dev,mujoco,dmc,ray,box2d,minatar]"
 
 say "installing the example plugin (editable)"
 pip_install -e plugins/critwrap-example
