@@ -54,7 +54,18 @@ def test_games_replay_exactly_without_sticky_actions_and_differ_across_seeds(ben
 @pytest.mark.slow
 def test_attack_minatar_pipeline_runs(tmp_path: Path, bench: object) -> None:
     argv = ["--out", str(tmp_path), "--ppo-steps", "1024", "--data-episodes", "8", "--max-steps", "80"]
-    argv += ["--data-epsilon", "1.0,0.5", "--check-episodes", "2", "--dsi-epochs", "1", "--dsi-channels", "4,4,4,4,4", "--dsi-lstm", "4"]
+    argv += [
+        "--data-epsilon",
+        "1.0,0.5",
+        "--check-episodes",
+        "2",
+        "--dsi-epochs",
+        "1",
+        "--dsi-channels",
+        "4,4,4,4,4",
+        "--dsi-lstm",
+        "4",
+    ]
     argv += ["--episodes", "2", "--ks", "1", "2", "--jobs", "1", "--chunk", "1"]
     assert bench.main(argv) == 0  # type: ignore[attr-defined]
     out = json.loads((tmp_path / "results.json").read_text())
