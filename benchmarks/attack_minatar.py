@@ -29,7 +29,8 @@ Stages (each skipped when its output exists, so a killed run resumes):
 
     nohup python benchmarks/attack_minatar.py --out bench_out/attack_minatar --jobs 2 > bench_out/attack_minatar.log 2>&1 &
 
-Results: ``OUT/results.json``, ``OUT/results.md``, ``OUT/drops.png`` (the summary of ``attack_atari.py``).
+Results: ``OUT/results.json``, ``OUT/results.md``, ``OUT/drops.png`` (the summary of ``attack_atari.py``),
+``OUT/where_check.json`` (where the detector's and the victim's top-10 steps lie in 40 clean games).
 """
 
 from __future__ import annotations
@@ -242,6 +243,47 @@ def train_dsi(args: argparse.Namespace, episodes: list[Any]) -> Any:
     return det
 
 
+def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k: int = 10) -> dict[str, Any]:
+    """Where the detector's and the victim's top-k steps lie in clean attacked games (seeds ``--seed``+):
+    medians over games of the median steps before the end and of the earliest top-k step."""
+    from stable_baselines3 import PPO
+
+    from critwrap.attack import Victim, run_episode
+    from critwrap.detectors.dsi import DSI
+
+    env = make_env(args.max_steps)
+    victim = Victim(PPO.load(victim_path, device="cpu"), sample=True)
+    det = DSI.load(args.out / "dsi")
+    lengths, det_end, vic_end, det_first, vic_first = [], [], [], [], []
+    for s in range(args.seed, args.seed + games):
+        ep = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
+        n = ep.length
+        for scores, end, first in (
+            (np.asarray(det.score(ep.frames_array()), dtype=np.float64), det_end, det_first),
+            (
+                np.asarray(victim.importance(np.asarray(ep.observations)), dtype=np.float64),
+                vic_end,
+                vic_first,
+            ),
+        ):
+            top = np.argsort(-scores, kind="stable")[: min(k, n)]
+            end.append(float(np.median(n - 1 - top)))
+            first.append(int(top.min()))
+        lengths.append(n)
+    out = {
+        "games": games,
+        "k": k,
+        "length_median": float(np.median(lengths)),
+        "detector_topk_median_steps_before_end": float(np.median(det_end)),
+        "victim_topk_median_steps_before_end": float(np.median(vic_end)),
+        "detector_topk_earliest_step_median": float(np.median(det_first)),
+        "victim_topk_earliest_step_median": float(np.median(vic_first)),
+    }
+    (args.out / "where_check.json").write_text(json.dumps(out, indent=1))
+    log(f"where the top-{k} steps lie: {out}")
+    return out
+
+
 def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     import torch
     from stable_baselines3 import PPO
@@ -287,12 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated, of {ALL_METHODS}")
     p.add_argument("--check-only", action="store_true", help="stop after the detector check (no attack)")
+    p.add_argument(
+        "--tag", default="", help="suffix of the attack's outputs (episodes_TAG.jsonl, results_TAG.*)"
+    )
     args = p.parse_args(argv)
     data_epsilons(args.data_epsilon)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not args.methods or any(m not in ALL_METHODS for m in args.methods):
         p.error(f"--methods: expected some of {ALL_METHODS}, got {args.methods}")
-    args.episodes_file = "episodes.jsonl"
+    sfx = f"_{args.tag}" if args.tag else ""
+    args.episodes_file = f"episodes{sfx}.jsonl"
     args.perturb, args.epsilon, args.game = "action", None, "MinAtar-Breakout"
 
     import torch
@@ -320,17 +366,19 @@ def main(argv: list[str] | None = None) -> int:
         "max_steps": args.max_steps,
     }
     rows = run_chunks(args, args.out / args.episodes_file, a, _worker)
+    where = where_check(args, victim_path)
     text, out = summarize(args, rows)
     out.update(run_meta(args))
     out["seconds"] = time.perf_counter() - t_start
     out["detector_check"] = check
+    out["where_check"] = where
     spreads = [r["detector_spread"] for r in rows if r.get("detector_spread") is not None]
     if spreads:
         out["detector_spread_games"] = {"median": float(np.median(spreads)), "min": float(np.min(spreads))}
-    (args.out / "results.json").write_text(json.dumps(out, indent=1))
-    (args.out / "results.md").write_text(text + "\n")
+    (args.out / f"results{sfx}.json").write_text(json.dumps(out, indent=1))
+    (args.out / f"results{sfx}.md").write_text(text + "\n")
     if out["reports"]:
-        plot(out, args.out / "drops.png", "MinAtar Breakout", "action")
+        plot(out, args.out / f"drops{sfx}.png", "MinAtar Breakout", "action")
     print(text)
     log(f"done in {time.perf_counter() - t_start:.0f} s wall")
     return 0
