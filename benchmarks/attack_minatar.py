@@ -48,7 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attack_atari import add_common_args, log, plot, report_row, run_chunks, run_meta, summarize
 from attack_lunar import check_detector, data_epsilons
 
-ENV_ID = "MinAtar/Breakout-v1"
+GAMES = {"breakout": "MinAtar/Breakout-v1", "freeway": "MinAtar/Freeway-v1"}
+#: training-episode cap per game (Breakout: 500 steps; Freeway ends by itself after 2500)
+TRAIN_STEPS: dict[str, int | None] = {"breakout": 500, "freeway": None}
 DATA_SEED = 100_000
 CHECK_SEED = 30_000
 SCALE = 3
@@ -58,7 +60,7 @@ ALL_METHODS = ("detector", "random", "victim", "block", "detector-spaced")
 def _register() -> None:
     import gymnasium as gym
 
-    if ENV_ID not in gym.envs.registry:
+    if GAMES["breakout"] not in gym.envs.registry:
         try:
             from minatar.gym import register_envs
         except ImportError:
@@ -66,11 +68,12 @@ def _register() -> None:
         register_envs()
 
 
-def make_env(max_steps: int, sticky: float = 0.0) -> Any:
+def make_env(max_steps: int | None, sticky: float = 0.0, game: str = "breakout") -> Any:
     import gymnasium as gym
 
     _register()
-    return gym.make(ENV_ID, sticky_action_prob=sticky, max_episode_steps=max_steps)
+    kwargs: dict[str, Any] = {} if max_steps is None else {"max_episode_steps": max_steps}
+    return gym.make(GAMES[game], sticky_action_prob=sticky, **kwargs)
 
 
 def frame(env: Any, obs: Any) -> np.ndarray:
@@ -129,7 +132,11 @@ def train_victim(args: argparse.Namespace) -> Path:
     from stable_baselines3.common.env_util import make_vec_env
 
     t0, c0 = time.perf_counter(), time.process_time()
-    venv = make_vec_env(lambda: make_env(500, sticky=0.1), n_envs=8, seed=args.victim_seed)
+    venv = make_vec_env(
+        lambda: make_env(TRAIN_STEPS[args.minatar_game], sticky=0.1, game=args.minatar_game),
+        n_envs=8,
+        seed=args.victim_seed,
+    )
     model = PPO(
         "MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=5e-4, ent_coef=0.01,
         gamma=0.99, gae_lambda=0.95, clip_range=0.2, policy_kwargs=policy_kwargs(), seed=args.victim_seed,
@@ -149,7 +156,7 @@ def check_victim(
     from critwrap.attack import Victim
 
     victim = Victim(PPO.load(path, device="cpu"), sample=True)
-    env = make_env(args.max_steps)
+    env = make_env(args.max_steps, game=args.minatar_game)
     games = [play(env, victim, CHECK_SEED + i) for i in range(args.check_episodes)]
     info = {
         "ppo_steps": args.ppo_steps,
@@ -182,7 +189,7 @@ def record_data(args: argparse.Namespace, victim_path: Path) -> list[Any]:
         path = args.out / f"data_eps{eps:g}.npz"
         if not path.is_file():
             victim = Victim(PPO.load(victim_path, device="cpu"), sample=True, sample_seed=1)
-            env = make_env(args.max_steps)
+            env = make_env(args.max_steps, game=args.minatar_game)
             rng = np.random.default_rng(DATA_SEED)
             frames, lengths, returns = [], [], []
             t0 = time.perf_counter()
@@ -251,7 +258,7 @@ def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k:
     from critwrap.attack import Victim, run_episode
     from critwrap.detectors.dsi import DSI
 
-    env = make_env(args.max_steps)
+    env = make_env(args.max_steps, game=args.minatar_game)
     victim = Victim(PPO.load(victim_path, device="cpu"), sample=True)
     det = DSI.load(args.out / "dsi")
     lengths, det_end, vic_end, det_first, vic_first = [], [], [], [], []
@@ -293,7 +300,7 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
 
     a, seeds = job
     torch.set_num_threads(1)
-    env = make_env(a["max_steps"])
+    env = make_env(a["max_steps"], game=a["game"])
     victim = Victim(PPO.load(a["victim"], device="cpu"), sample=True)
     det = DSI.load(a["dsi"])
     rows = []
@@ -313,6 +320,7 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench_out/attack_minatar"))
+    p.add_argument("--game", dest="minatar_game", choices=sorted(GAMES), default="breakout")
     p.add_argument("--ppo-steps", type=int, default=3_000_000)
     p.add_argument("--victim-seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=1000, help="agent steps per game at most")
@@ -339,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--methods: expected some of {ALL_METHODS}, got {args.methods}")
     sfx = f"_{args.tag}" if args.tag else ""
     args.episodes_file = f"episodes{sfx}.jsonl"
-    args.perturb, args.epsilon, args.game = "action", None, "MinAtar-Breakout"
+    title = f"MinAtar {args.minatar_game.title()}"
+    args.perturb, args.epsilon, args.game = "action", None, title.replace(" ", "-")
 
     import torch
 
@@ -364,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         "methods": list(args.methods),
         "gap": args.gap,
         "max_steps": args.max_steps,
+        "game": args.minatar_game,
     }
     rows = run_chunks(args, args.out / args.episodes_file, a, _worker)
     where = where_check(args, victim_path)
@@ -378,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"results{sfx}.json").write_text(json.dumps(out, indent=1))
     (args.out / f"results{sfx}.md").write_text(text + "\n")
     if out["reports"]:
-        plot(out, args.out / f"drops{sfx}.png", "MinAtar Breakout", "action")
+        plot(out, args.out / f"drops{sfx}.png", title, "action")
     print(text)
     log(f"done in {time.perf_counter() - t_start:.0f} s wall")
     return 0
