@@ -8,6 +8,10 @@ CPU-minutes. Its Breakout has Pong's structure: the episode ends when the ball p
 the steps before the ball reaches the bottom row are critical and the others are not. Rewards are
 bricks broken (one per brick); an attack that loses the ball early costs the rest of the game.
 
+``--game freeway`` (run F) runs the same pipeline on MinAtar's Freeway, which has the other half of
+Pong's structure: its games last 2500 steps whatever happens, and a collision costs the chicken its
+progress across the road but not the game, so critical steps occur all through a game.
+
 Stages (each skipped when its output exists, so a killed run resumes):
 
 1. **Victim.** PPO with MinAtar's own network (one 3x3 convolution with 16 channels, a 128-unit layer),
