@@ -465,3 +465,14 @@ def _subgoal_kwargs(tmp: Path) -> dict[str, Any]:
         "encoder": "critwrap.wrappers.subgoal:pixel_encoder",
         "threshold": 0.95,
     }
+
+
+def test_minatar_ids_are_registered_on_first_use() -> None:
+    pytest.importorskip("minatar")
+    from critwrap.envs import resolve_env_id
+
+    assert resolve_env_id("MinAtar/Freeway-v1").id == "MinAtar/Freeway-v1"
+    env = critwrap.make("MinAtar/Breakout-v1", sticky_action_prob=0.0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (10, 10, 4) and obs.dtype == bool
+    assert gym.make(env.spec).spec.kwargs["sticky_action_prob"] == 0.0

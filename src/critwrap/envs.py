@@ -10,7 +10,8 @@ Short names follow rl-zoo3 habits:
   any MiniGrid id, with or without the ``MiniGrid-`` prefix and ``-v0`` suffix, gets the
   :class:`~critwrap.wrappers.minigrid.MiniGridImage` observation wrapper (RGB partial view).
 * MuJoCo (``HalfCheetah-v5``) and dm_control (``dm_control/cartpole-balance-v0``, or
-  ``cartpole-balance``) ids are passed through.
+  ``cartpole-balance``) ids are passed through; so are MinAtar's (``MinAtar/Breakout-v1``, registered on
+  first use when the ``minatar`` extra is installed; observations ``(10, 10, C)`` bool).
 
 Every wrapper, preprocessing included, is recorded in ``env.spec.additional_wrappers``, so
 ``gymnasium.make(env.spec)`` rebuilds the same stack and ``env.spec.to_json()`` round-trips when the
@@ -107,6 +108,12 @@ def _ensure_imported(env_id: str) -> None:
         import shimmy
 
         gym.register_envs(shimmy)
+    elif env_id.startswith("MinAtar/") and env_id not in gym.registry:
+        try:
+            from minatar.gym import register_envs
+        except ImportError as exc:
+            raise UnknownEnvError(f"{env_id} needs MinAtar: pip install 'critwrap[minatar]'") from exc
+        register_envs()
 
 
 def _all_candidates() -> list[str]:
@@ -136,7 +143,7 @@ def resolve_env_id(name: str) -> ResolvedEnv:
     if low in _minigrid_short():
         full = _minigrid_short()[low]
         return ResolvedEnv(full, "minigrid", short_name=name, preprocess=True)
-    if name.startswith(("ALE/", "MiniGrid-", "BabyAI-", "dm_control/")) or "NoFrameskip" in name:
+    if name.startswith(("ALE/", "MiniGrid-", "BabyAI-", "dm_control/", "MinAtar/")) or "NoFrameskip" in name:
         _ensure_imported(name)
     if name not in gym.registry and "/" not in name and "-" in name:
         # dm_control short form: "cartpole-balance" -> "dm_control/cartpole-balance-v0"
