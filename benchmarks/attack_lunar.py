@@ -180,7 +180,9 @@ def record_data(args: argparse.Namespace, victim_path: Path) -> list[Any]:
     return out
 
 
-def train_dsi(args: argparse.Namespace, episodes: list[Any]) -> Any:
+def train_dsi(args: argparse.Namespace, episodes: list[Any], max_length: int = 1000) -> Any:
+    """The DSI (classification, mask budget) on the episodes; reused from ``OUT/dsi`` when it exists.
+    Also used by ``attack_minatar.py``."""
     from critwrap.detectors.dsi import DSI
 
     path = args.out / "dsi"
@@ -188,11 +190,11 @@ def train_dsi(args: argparse.Namespace, episodes: list[Any]) -> Any:
         log(f"dsi: reusing {path}")
         return DSI.load(path)
     labels = np.array([e.label for e in episodes])
-    log(f"dsi: {len(episodes)} episodes, share not crashed {labels.mean():.2f}")
+    log(f"dsi: {len(episodes)} episodes, share labelled 1 (lunar: not crashed) {labels.mean():.2f}")
     det = DSI(
         task="classification", channels=tuple(int(c) for c in args.dsi_channels.split(",")),
         lstm_hidden=args.dsi_lstm, lr=args.dsi_lr, batch_size=16, l1=5e-3, reverse=2.0,
-        mask_budget=args.mask_budget, mask_budget_weight=10.0, max_length=1000, frame_layout="HWC",
+        mask_budget=args.mask_budget, mask_budget_weight=10.0, max_length=max_length, frame_layout="HWC",
         num_threads=args.threads, seed=args.dsi_seed,
     )  # fmt: skip
     t0 = time.perf_counter()

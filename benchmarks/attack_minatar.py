@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attack_atari import add_common_args, log, plot, report_row, run_chunks, run_meta, summarize
-from attack_lunar import check_detector, data_epsilons
+from attack_lunar import check_detector, data_epsilons, train_dsi
 
 GAMES = {"breakout": "MinAtar/Breakout-v1", "freeway": "MinAtar/Freeway-v1"}
 #: training-episode cap per game (Breakout: 500 steps; Freeway ends by itself after 2500)
@@ -228,32 +228,6 @@ def record_data(args: argparse.Namespace, victim_path: Path) -> list[Any]:
     return [Episode(frames[s : s + n], label=int(y)) for s, n, y in zip(starts, lengths, labels, strict=True)]
 
 
-def train_dsi(args: argparse.Namespace, episodes: list[Any]) -> Any:
-    from critwrap.detectors.dsi import DSI
-
-    path = args.out / "dsi"
-    if (path / "config.json").is_file():
-        log(f"dsi: reusing {path}")
-        return DSI.load(path)
-    det = DSI(
-        task="classification", channels=tuple(int(c) for c in args.dsi_channels.split(",")),
-        lstm_hidden=args.dsi_lstm, lr=args.dsi_lr, batch_size=16, l1=5e-3, reverse=2.0,
-        mask_budget=args.mask_budget, mask_budget_weight=10.0, max_length=args.max_steps, frame_layout="HWC",
-        num_threads=args.threads, seed=args.dsi_seed,
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    det.fit(episodes, epochs=args.dsi_epochs, progress=False, seed=args.dsi_seed)
-    det.save(path)
-    hist = [{k: v for k, v in h.items() if isinstance(v, int | float)} for h in det.history]
-    (args.out / "dsi_fit.json").write_text(
-        json.dumps(
-            {"seconds": time.perf_counter() - t0, "episodes": len(episodes), "history": hist}, indent=1
-        )
-    )
-    log(f"dsi: fitted in {time.perf_counter() - t0:.0f} s; last epoch {hist[-1] if hist else {}}")
-    return det
-
-
 def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k: int = 10) -> dict[str, Any]:
     """Where the detector's and the victim's top-k steps lie in clean attacked games (seeds ``--seed``+):
     medians over games of the median steps before the end and of the earliest top-k step."""
@@ -363,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.out / "victim.json").is_file():
         check_victim(args, victim_path)
     episodes = record_data(args, victim_path)
-    det = train_dsi(args, episodes)
+    det = train_dsi(args, episodes, max_length=args.max_steps)
     check = check_detector(det, episodes)
     (args.out / "detector_check.json").write_text(json.dumps(check, indent=1))
     log(f"detector check: {check}")
