@@ -36,12 +36,57 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 VARIANTS = ("dqn", "nstep5", "critical")
+#: variants that run only when asked for (``--variants``): ``randhorizon`` is the control of run B's
+#: ten-seed extension (horizons drawn from the critical variant's mix, at states the detector did not choose)
+EXTRA_VARIANTS = ("randhorizon",)
+#: run B's measured share of horizons n = 1..5 under the critical variant (mean over its five seeds)
+RUN_B_SHARES = (0.33, 0.08, 0.07, 0.08, 0.44)
 
 
 def scale_frames(frames: np.ndarray) -> np.ndarray:
     """(T, 10, 10, C) observations -> (T, 30, 30, C) uint8 frames, as ``attack_minatar.frame`` draws them."""
     cells = np.asarray(frames, dtype=np.uint8) * 255
     return np.repeat(np.repeat(cells, 3, axis=1), 3, axis=2)
+
+
+def _random_horizon_buffer_class() -> type:
+    from critwrap.buffers import CriticalNStepReplayBuffer
+
+    class RandomHorizonReplayBuffer(CriticalNStepReplayBuffer):
+        """Control for ``CriticalNStepReplayBuffer``: each sampled transition bootstraps after ``n`` steps
+        drawn from ``shares`` (n = 1..n_max), truncated at the episode's end exactly as the detector's
+        window is, so the horizons have the critical variant's mix but are not placed by any detector."""
+
+        def __init__(
+            self, *args: Any, shares: tuple[float, ...], horizon_seed: int = 0, **kwargs: Any
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            shares_arr = np.asarray(shares, dtype=np.float64)
+            if shares_arr.shape != (self.n_max,) or np.any(shares_arr < 0) or shares_arr.sum() <= 0:
+                raise ValueError(f"shares must be {self.n_max} non-negative numbers, got {shares}")
+            self.shares = shares_arr / shares_arr.sum()
+            self._horizon_rng = np.random.default_rng(horizon_seed)
+
+        def _horizons(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+            steps = np.arange(self.n_max)[None, :]
+            indices = (batch_inds[:, None] + steps) % self.buffer_size
+            env_col = env_indices[:, None]
+            stop = np.logical_or(self.dones[indices, env_col] > 0, self.timeouts[indices, env_col] > 0)
+            first_stop = np.where(stop.any(axis=1), stop.argmax(axis=1), self.n_max - 1)
+            drawn = self._horizon_rng.choice(
+                np.arange(1, self.n_max + 1), size=len(batch_inds), p=self.shares
+            )
+            return np.minimum(drawn, first_stop + 1).astype(np.int64)
+
+    return RandomHorizonReplayBuffer
+
+
+def sampled_horizon_shares(buf: Any) -> list[float]:
+    """Share of n = 1..n_max that ``buf`` gives its stored transitions (all of them, one draw each)."""
+    order = buf._chronological()
+    n = buf.horizons(np.repeat(order, buf.n_envs), np.tile(np.arange(buf.n_envs), len(order)))
+    counts = np.bincount(n, minlength=buf.n_max + 1)[1 : buf.n_max + 1]
+    return (counts / max(len(n), 1)).tolist()
 
 
 def evaluate(model: Any, episodes: int, eps: float, seed: int) -> list[float]:
@@ -90,6 +135,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         kwargs["replay_buffer_kwargs"] = dict(
             detector=load_detector(a["detector"]), n_max=5, frame_layout="as_is", preprocess=scale_frames
         )
+    elif variant == "randhorizon":
+        kwargs["replay_buffer_class"] = _random_horizon_buffer_class()
+        kwargs["replay_buffer_kwargs"] = dict(n_max=5, shares=tuple(a["horizon_shares"]), horizon_seed=seed)
     model = DQN(
         "MlpPolicy", env, buffer_size=a["buffer_size"], learning_rate=2.5e-4, batch_size=32,
         learning_starts=5000, target_update_interval=1000, train_freq=4, gradient_steps=1,
@@ -120,6 +168,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             scored_fraction_end=float(buf.scored_fraction()),
             horizon_histogram={k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in hist.items()},
         )
+    elif variant == "randhorizon":
+        result["horizon_histogram"] = {"shares": sampled_horizon_shares(model.replay_buffer)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print(f"{variant} seed {seed}: score {result['score']:.2f} ({train_cpu:.0f} CPU-s training)", flush=True)
@@ -129,7 +179,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 def summarize(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, dict[str, Any]]:
     from critwrap.evaluation.aggregate import aggregate_estimates, probability_of_improvement
 
-    variants = [v for v in VARIANTS if any(r["variant"] == v for r in results)]
+    variants = [v for v in VARIANTS + EXTRA_VARIANTS if any(r["variant"] == v for r in results)]
     raw = {
         v: np.array([[r["score"]] for s in seeds for r in results if r["variant"] == v and r["seed"] == s])
         for v in variants
@@ -138,6 +188,8 @@ def summarize(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, dic
     pairs = [(x, "dqn") for x in variants if x != "dqn" and "dqn" in variants]
     if "critical" in variants and "nstep5" in variants:
         pairs.append(("critical", "nstep5"))
+    if "critical" in variants and "randhorizon" in variants:
+        pairs.append(("critical", "randhorizon"))
     poi = probability_of_improvement(raw, pairs, reps=2000, seed=0) if pairs else {}
     lines = [
         "| variant | IQM score [95% CI] | mean | per-seed scores | training CPU-s per run |",
@@ -153,13 +205,14 @@ def summarize(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, dic
         )
     for (x, y), p in poi.items():
         lines.append(f"\nP({x} > {y}) = {p.point:.2f} [{p.low:.2f}, {p.high:.2f}]")
-    crit = [r for r in results if r["variant"] == "critical"]
-    if crit:
-        shares = np.mean([r["horizon_histogram"]["shares"] for r in crit], axis=0)
-        lines.append(
-            "\ncritical variant, share of sampled horizons n = 1..5 (mean over seeds): "
-            + ", ".join(f"{s:.2f}" for s in shares)
-        )
+    for v in ("critical", "randhorizon"):
+        runs = [r for r in results if r["variant"] == v]
+        if runs:
+            shares = np.mean([r["horizon_histogram"]["shares"] for r in runs], axis=0)
+            lines.append(
+                f"\n{v} variant, share of sampled horizons n = 1..5 (mean over seeds): "
+                + ", ".join(f"{s:.2f}" for s in shares)
+            )
     estimates = {v: {m: list(vars(e).values()) for m, e in est[v].items()} for v in est}
     return "\n".join(lines), {
         "estimates": estimates,
@@ -174,14 +227,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timesteps", type=int, default=500_000)
     p.add_argument("--buffer-size", type=int, default=100_000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {VARIANTS + EXTRA_VARIANTS}"
+    )
+    p.add_argument(
+        "--horizon-shares", type=float, nargs=5, default=list(RUN_B_SHARES),
+        help="randhorizon: probabilities of n = 1..5 (default: run B's measured critical mix)",
+    )  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--eval-eps", type=float, default=0.01)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if not variants or any(v not in VARIANTS for v in variants):
-        p.error(f"--variants: expected some of {VARIANTS}, got {variants}")
+    if not variants or any(v not in VARIANTS + EXTRA_VARIANTS for v in variants):
+        p.error(f"--variants: expected some of {VARIANTS + EXTRA_VARIANTS}, got {variants}")
+    if any(x < 0 for x in args.horizon_shares) or sum(args.horizon_shares) <= 0:
+        p.error(
+            f"--horizon-shares: expected 5 non-negative numbers with a positive sum, got {args.horizon_shares}"
+        )
     if not args.detector.exists():
         p.error(f"--detector {args.detector} does not exist")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -192,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "buffer_size": args.buffer_size,
         "eval_episodes": args.eval_episodes,
         "eval_eps": args.eval_eps,
+        "horizon_shares": list(args.horizon_shares),
     }
     jobs = [{"variant": v, "seed": s, "args": a} for s in args.seeds for v in variants]
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -42,8 +42,31 @@ def test_nstep_minatar_runs_every_variant(tmp_path: Path, bench: tuple[object, o
     det = RandomDetector(seed=0).save(tmp_path / "det")
     argv = ["--out", str(tmp_path / "out"), "--detector", str(det), "--timesteps", "5200", "--seeds", "0"]
     argv += ["--eval-episodes", "1", "--workers", "1", "--buffer-size", "6000"]
+    argv += ["--variants", "dqn,nstep5,critical,randhorizon"]
     assert nstep.main(argv) == 0  # type: ignore[attr-defined]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert {r["variant"] for r in summary["runs"]} == {"dqn", "nstep5", "critical"}
+    assert {r["variant"] for r in summary["runs"]} == {"dqn", "nstep5", "critical", "randhorizon"}
     crit = next(r for r in summary["runs"] if r["variant"] == "critical")
     assert crit["episodes_scored"] > 0 and len(crit["horizon_histogram"]["shares"]) == 5
+
+
+def test_random_horizon_control_draws_the_mix_and_stops_at_episode_ends(bench: tuple[object, object]) -> None:
+    import gymnasium as gym
+
+    _, nstep = bench
+    cls = nstep._random_horizon_buffer_class()  # type: ignore[attr-defined]
+    space = gym.spaces.Box(0, 1, (2,), dtype=np.float32)
+    shares = (0.5, 0.0, 0.0, 0.0, 0.5)
+    buf = cls(4000, space, gym.spaces.Discrete(2), device="cpu", n_max=5, shares=shares, horizon_seed=1)
+    for t in range(3000):
+        done = np.array([t % 100 == 99])
+        buf.add(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 1)), np.ones(1), done, [{}])
+    inds = np.arange(2990)
+    n = buf.horizons(inds, np.zeros(len(inds), dtype=np.int64))
+    to_end = 100 - inds % 100  # steps left in the episode, this one included
+    assert np.all(n <= to_end)
+    free = to_end >= 5  # far from an end: only the drawn values 1 and 5
+    assert set(np.unique(n[free])) == {1, 5}
+    assert abs(np.mean(n[free] == 5) - 0.5) < 0.05
+    with pytest.raises(ValueError, match="shares"):
+        cls(100, space, gym.spaces.Discrete(2), device="cpu", n_max=5, shares=(1.0, 0.0))
