@@ -220,6 +220,36 @@ def summarize(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, dic
     }
 
 
+def plot_scores(results: list[dict[str, Any]], estimates: dict[str, Any], path: Path) -> Path:
+    """Each run's score (dots; seeds 0-4 filled, later seeds open) and each variant's IQM with its 95 % CI."""
+    from critwrap.evaluation.plots import _plt, _save, method_colors
+
+    plt = _plt()
+    variants = [v for v in VARIANTS + EXTRA_VARIANTS if v in estimates]
+    colors = method_colors(variants)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(variants), 3.4))
+    for i, v in enumerate(variants):
+        runs = sorted((r for r in results if r["variant"] == v), key=lambda r: r["seed"])
+        point, low, high = estimates[v]["IQM"][:3]
+        ax.errorbar(
+            i + 0.22, point, yerr=[[point - low], [high - point]], fmt="s", color=colors[v], capsize=4
+        )
+        for r in runs:
+            x = i - 0.2 + 0.02 * (r["seed"] % 10)
+            face = colors[v] if r["seed"] < 5 else "white"
+            ax.scatter(x, r["score"], s=22, facecolors=[face], edgecolors=[colors[v]], zorder=3)
+    ax.set_xticks(range(len(variants)))
+    ax.set_xticklabels(variants)
+    ax.set_xlim(-0.6, len(variants) - 0.4)
+    ax.set_ylabel("score (20 games, eps 0.01)")
+    ax.set_title(
+        "MinAtar Breakout, DQN 500k steps: runs (filled: seeds 0-4) and IQM [95% CI]", fontsize="small"
+    )
+    ax.grid(True, axis="y", alpha=0.25)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench_out/nstep_minatar"))
@@ -269,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     out["wall_s"] = time.perf_counter() - t0
     (args.out / "summary.json").write_text(json.dumps(out, indent=1, default=str))
     (args.out / "summary.md").write_text(text + "\n")
+    plot_scores(results, out["estimates"], args.out / "scores.png")
     print(text)
     return 0
 
