@@ -68,11 +68,7 @@ def _random_horizon_buffer_class() -> type:
             self._horizon_rng = np.random.default_rng(horizon_seed)
 
         def _horizons(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
-            steps = np.arange(self.n_max)[None, :]
-            indices = (batch_inds[:, None] + steps) % self.buffer_size
-            env_col = env_indices[:, None]
-            stop = np.logical_or(self.dones[indices, env_col] > 0, self.timeouts[indices, env_col] > 0)
-            first_stop = np.where(stop.any(axis=1), stop.argmax(axis=1), self.n_max - 1)
+            _, first_stop = self._window(batch_inds, env_indices)
             drawn = self._horizon_rng.choice(
                 np.arange(1, self.n_max + 1), size=len(batch_inds), p=self.shares
             )

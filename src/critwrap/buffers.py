@@ -433,12 +433,20 @@ class CriticalNStepReplayBuffer(ReplayBuffer):
         finally:
             self.timeouts[last_valid] = original
 
-    def _horizons(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+    def _window(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The buffer rows of each transition's next ``n_max`` steps ``(B, n_max)`` and the offset in
+        that window of the step that ends its episode (``n_max - 1`` when none does) ``(B,)``."""
         steps = np.arange(self.n_max)[None, :]
         indices = (batch_inds[:, None] + steps) % self.buffer_size
         env_col = env_indices[:, None]
         stop = np.logical_or(self.dones[indices, env_col] > 0, self.timeouts[indices, env_col] > 0)
         first_stop = np.where(stop.any(axis=1), stop.argmax(axis=1), self.n_max - 1)
+        return indices, first_stop
+
+    def _horizons(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+        steps = np.arange(self.n_max)[None, :]
+        indices, first_stop = self._window(batch_inds, env_indices)
+        env_col = env_indices[:, None]
         within = steps <= first_stop[:, None]
         window = np.where(within, self.scores[indices, env_col], -np.inf)
         critical = window.argmax(axis=1) + 1
