@@ -16,8 +16,12 @@ Each run is evaluated on ``--eval-episodes`` games without sticky actions (epsil
 capped at 1000 steps); the report gives the IQM with a bootstrap CI per variant, the probability of
 improvement, and the critical variant's horizon histogram (its share of n = 1..5).
 
-    nohup python benchmarks/nstep_minatar.py --out bench_out/nstep_minatar --detector bench_out/attack_minatar/dsi \\
-        --seeds 0 1 2 --workers 2 > bench_out/nstep_minatar.log 2>&1 &
+    nohup python benchmarks/nstep_minatar.py --out bench_out/nstep_minatar \\
+        --detector benchmarks/data/attack_minatar_M/dsi --variants dqn,nstep5,critical,randhorizon \\
+        --seeds 0 1 2 3 4 5 6 7 8 9 --workers 2 > bench_out/nstep_minatar.log 2>&1 &
+
+``randhorizon`` is the control: the critical variant's mix of horizons (``--horizon-shares``), drawn at
+random instead of placed by the detector. Run M's DSI is committed in ``benchmarks/data/attack_minatar_M/dsi``.
 """
 
 from __future__ import annotations

@@ -70,3 +70,14 @@ def test_random_horizon_control_draws_the_mix_and_stops_at_episode_ends(bench: t
     assert abs(np.mean(n[free] == 5) - 0.5) < 0.05
     with pytest.raises(ValueError, match="shares"):
         cls(100, space, gym.spaces.Discrete(2), device="cpu", n_max=5, shares=(1.0, 0.0))
+
+
+def test_run_b_detector_is_committed_and_scores_buffer_frames(bench: tuple[object, object]) -> None:
+    """Run B's detector (run M's DSI) ships in benchmarks/data, so run B reproduces from a fresh clone."""
+    from critwrap.detectors.base import load_detector
+
+    _, nstep = bench
+    det = load_detector(ROOT / "benchmarks" / "data" / "attack_minatar_M" / "dsi")
+    obs = np.random.default_rng(0).random((12, 10, 10, 4)) < 0.2
+    scores = np.asarray(det.score(nstep.scale_frames(obs)))  # type: ignore[attr-defined]
+    assert scores.shape == (12,) and np.all(np.isfinite(scores))
