@@ -33,6 +33,10 @@ Stages (each skipped when its output exists, so a killed run resumes):
 
     nohup python benchmarks/attack_minatar.py --out bench_out/attack_minatar --jobs 2 > bench_out/attack_minatar.log 2>&1 &
 
+``--windows 20`` (run M2) fits the DSI instead on 20-frame windows, as the paper's Pong detector learns
+from the outcome of one point: per game its last window ("ball lost") and one earlier window ("ball
+kept", :func:`cut_windows`), and scores a game with sliding windows (:class:`WindowScorer`).
+
 Results: ``OUT/results.json``, ``OUT/results.md``, ``OUT/drops.png`` (the summary of ``attack_atari.py``),
 ``OUT/where_check.json`` (where the detector's and the victim's top-10 steps lie in 40 clean games).
 """
@@ -228,17 +232,79 @@ def record_data(args: argparse.Namespace, victim_path: Path) -> list[Any]:
     return [Episode(frames[s : s + n], label=int(y)) for s, n, y in zip(starts, lengths, labels, strict=True)]
 
 
+def cut_windows(episodes: list[Any], width: int, cap: int, seed: int = 0) -> list[Any]:
+    """Run M2's detector data (the paper's Pong DSI learns from the outcome of one point): per game its
+    last ``width`` frames (the whole game when shorter), labelled 0 ("ball lost") when the game ended
+    before the ``cap`` and 1 when it reached it; and, when the game has at least ``2 * width`` frames, one
+    earlier window that does not overlap the last (start uniform in ``0 .. len - 2 * width``), labelled 1
+    ("ball kept"). One generator (``seed``) draws the starts, games in order."""
+    from critwrap.episodes import Episode
+
+    if width < 1:
+        raise ValueError(f"window width must be >= 1, got {width}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in episodes:
+        f = e.frames
+        n = len(f)
+        out.append(Episode(f[max(0, n - width) :], label=int(n >= cap)))
+        if n >= 2 * width:
+            s = int(rng.integers(0, n - 2 * width + 1))
+            out.append(Episode(f[s : s + width], label=1))
+    return out
+
+
+class WindowScorer:
+    """Scores a whole game with a detector fitted on ``width``-frame windows (run M2): windows of
+    ``width`` frames every ``stride`` steps, the last one aligned to the game's end; a frame's score is
+    the mean over the windows that contain it (a game of at most ``width`` frames is one window)."""
+
+    def __init__(self, detector: Any, width: int, stride: int) -> None:
+        if width < 1 or stride < 1:
+            raise ValueError(f"width and stride must be >= 1, got {width}, {stride}")
+        self.detector, self.width, self.stride = detector, int(width), int(stride)
+
+    def starts(self, n: int) -> list[int]:
+        if n <= self.width:
+            return [0]
+        s = list(range(0, n - self.width + 1, self.stride))
+        if s[-1] != n - self.width:
+            s.append(n - self.width)
+        return s
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frames)
+        n = len(frames)
+        starts = self.starts(n)
+        parts = self.detector.score_batch([frames[s : s + self.width] for s in starts])
+        total, count = np.zeros(n), np.zeros(n)
+        for s, m in zip(starts, parts, strict=True):
+            total[s : s + len(m)] += m
+            count[s : s + len(m)] += 1
+        return (total / count).astype(np.float32)
+
+    def score_batch(self, episodes: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.score(f) for f in episodes]
+
+
+def load_scorer(path: Path, windows: int) -> Any:
+    """The fitted DSI at ``path``, behind a :class:`WindowScorer` (stride ``windows // 2``) when ``windows``."""
+    from critwrap.detectors.dsi import DSI
+
+    det = DSI.load(path)
+    return WindowScorer(det, windows, max(1, windows // 2)) if windows else det
+
+
 def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k: int = 10) -> dict[str, Any]:
     """Where the detector's and the victim's top-k steps lie in clean attacked games (seeds ``--seed``+):
     medians over games of the median steps before the end and of the earliest top-k step."""
     from stable_baselines3 import PPO
 
     from critwrap.attack import Victim, run_episode
-    from critwrap.detectors.dsi import DSI
 
     env = make_env(args.max_steps, game=args.minatar_game)
     victim = Victim(PPO.load(victim_path, device="cpu"), sample=True)
-    det = DSI.load(args.out / "dsi")
+    det = load_scorer(args.out / "dsi", args.windows)
     lengths, det_end, vic_end, det_first, vic_first = [], [], [], [], []
     for s in range(args.seed, args.seed + games):
         ep = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
@@ -274,13 +340,12 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     from stable_baselines3 import PPO
 
     from critwrap.attack import Victim, evaluate_attack, run_episode
-    from critwrap.detectors.dsi import DSI
 
     a, seeds = job
     torch.set_num_threads(1)
     env = make_env(a["max_steps"], game=a["game"])
     victim = Victim(PPO.load(a["victim"], device="cpu"), sample=True)
-    det = DSI.load(a["dsi"])
+    det = load_scorer(Path(a["dsi"]), a.get("windows", 0))
     rows = []
     for s in seeds:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
@@ -314,12 +379,21 @@ def main(argv: list[str] | None = None) -> int:
         "--gap", type=int, default=5, help="detector-spaced: attacked steps at least this far apart"
     )
     p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated, of {ALL_METHODS}")
+    p.add_argument(
+        "--windows",
+        type=int,
+        default=0,
+        help="run M2: fit the DSI on windows of this many frames (cut_windows) and score games with "
+        "sliding windows (WindowScorer, stride windows // 2); 0 (default, run M): whole games",
+    )
     p.add_argument("--check-only", action="store_true", help="stop after the detector check (no attack)")
     p.add_argument(
         "--tag", default="", help="suffix of the attack's outputs (episodes_TAG.jsonl, results_TAG.*)"
     )
     args = p.parse_args(argv)
     data_epsilons(args.data_epsilon)
+    if args.windows < 0:
+        p.error(f"--windows: expected 0 (whole games) or a window length >= 1, got {args.windows}")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not args.methods or any(m not in ALL_METHODS for m in args.methods):
         p.error(f"--methods: expected some of {ALL_METHODS}, got {args.methods}")
@@ -337,8 +411,17 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.out / "victim.json").is_file():
         check_victim(args, victim_path)
     episodes = record_data(args, victim_path)
-    det = train_dsi(args, episodes, max_length=args.max_steps)
-    check = check_detector(det, episodes)
+    if args.windows:
+        games = episodes
+        episodes = cut_windows(games, args.windows, args.max_steps)
+        labels = np.array([e.label for e in episodes])
+        log(f"windows of {args.windows} frames: {len(episodes)}, label-1 (ball kept) share {labels.mean():.2f}")
+        train_dsi(args, episodes, max_length=args.windows)
+        det = load_scorer(args.out / "dsi", args.windows)
+        check = check_detector(det, games)
+    else:
+        det = train_dsi(args, episodes, max_length=args.max_steps)
+        check = check_detector(det, episodes)
     (args.out / "detector_check.json").write_text(json.dumps(check, indent=1))
     log(f"detector check: {check}")
     if args.check_only:
@@ -352,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         "gap": args.gap,
         "max_steps": args.max_steps,
         "game": args.minatar_game,
+        "windows": args.windows,
     }
     rows = run_chunks(args, args.out / args.episodes_file, a, _worker)
     where = where_check(args, victim_path)

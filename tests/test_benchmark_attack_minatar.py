@@ -75,3 +75,64 @@ def test_attack_minatar_pipeline_runs(tmp_path: Path, bench: object) -> None:
         assert set(rows) == {"clean", "detector", "random", "victim", "block", "detector-spaced"}
         assert all(rows[m]["mean_perturbed_steps"] <= report["k"] for m in rows if m != "clean")
     assert json.loads((tmp_path / "data.json").read_text())["games"] == 16  # 8 per epsilon
+
+
+def test_cut_windows_labels_the_last_window_lost_and_an_earlier_one_kept(bench: object) -> None:
+    from critwrap.episodes import Episode
+
+    def game(n: int) -> Episode:
+        return Episode(np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1).repeat(3, axis=-1))
+
+    games = [game(50), game(30), game(100)]  # the last one reached the cap of 100 steps
+    wins = bench.cut_windows(games, 20, cap=100, seed=0)  # type: ignore[attr-defined]
+    # 50 frames: last window + one earlier; 30: last only (< 40); 100 (capped): last (kept) + earlier
+    assert [len(w.frames) for w in wins] == [20, 20, 20, 20, 20]
+    assert [w.label for w in wins] == [0, 1, 0, 1, 1]
+    assert wins[0].frames[0, 0, 0, 0] == 30 and wins[2].frames[0, 0, 0, 0] == 10
+    for last, earlier in ((wins[0], wins[1]), (wins[3], wins[4])):
+        assert earlier.frames[-1, 0, 0, 0] < last.frames[0, 0, 0, 0]  # no overlap with the last window
+    starts = {int(w.frames[0, 0, 0, 0]) for w in bench.cut_windows([game(60)] * 200, 20, cap=999)[1::2]}  # type: ignore[attr-defined]
+    assert starts == set(range(21))  # uniform over 0 .. len - 40
+    short = bench.cut_windows([game(5)], 20, cap=100)  # type: ignore[attr-defined]
+    assert len(short) == 1 and len(short[0].frames) == 5 and short[0].label == 0
+    with pytest.raises(ValueError, match="width"):
+        bench.cut_windows(games, 0, cap=100)  # type: ignore[attr-defined]
+
+
+def test_window_scorer_averages_the_windows_that_cover_each_frame(bench: object) -> None:
+    class Marker:  # scores a window's frames by the window's first frame value, so overlaps average
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def score_batch(self, episodes: list[np.ndarray]) -> list[np.ndarray]:
+            self.seen += [len(e) for e in episodes]
+            return [np.full(len(e), float(e[0, 0]), dtype=np.float32) for e in episodes]
+
+    det = Marker()
+    ws = bench.WindowScorer(det, 4, 2)  # type: ignore[attr-defined]
+    frames = np.arange(9, dtype=np.float32).reshape(9, 1)
+    assert ws.starts(9) == [0, 2, 4, 5]  # the last window aligned to the end
+    s = ws.score(frames)
+    assert det.seen == [4, 4, 4, 4]
+    expected = [0, 0, 1, 1, 3, 11 / 3, 4.5, 4.5, 5]  # e.g. frame 5: the windows at 2, 4 and 5
+    assert np.allclose(s, expected)
+    assert np.allclose(ws.score(frames[:3]), [0, 0, 0])  # shorter than a window: one window
+    with pytest.raises(ValueError, match="stride"):
+        bench.WindowScorer(det, 4, 0)  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_attack_minatar_windows_pipeline_runs(tmp_path: Path, bench: object) -> None:
+    argv = ["--out", str(tmp_path), "--ppo-steps", "1024", "--data-episodes", "8", "--max-steps", "80"]
+    argv += ["--data-epsilon", "1.0,0.5", "--check-episodes", "2", "--dsi-epochs", "1", "--windows", "6"]
+    argv += ["--dsi-channels", "4,4,4,4,4", "--dsi-lstm", "4", "--episodes", "2", "--ks", "1", "--jobs", "1"]
+    argv += ["--methods", "detector,random", "--chunk", "1"]
+    assert bench.main(argv) == 0  # type: ignore[attr-defined]
+    out = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["method"]: r for r in out["reports"][0]["table"]}
+    assert set(rows) == {"clean", "detector", "random"}
+    fit = json.loads((tmp_path / "dsi_fit.json").read_text())
+    assert fit["episodes"] > 16  # windows, not the 16 games
+    from critwrap.detectors.dsi import DSI
+
+    assert DSI.load(tmp_path / "dsi").config.max_length == 6
