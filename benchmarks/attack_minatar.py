@@ -335,6 +335,48 @@ def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k:
     return out
 
 
+def mask_by_ball_row(
+    victim_path: Path, scorers: dict[str, Any], seed: int, games: int = 40, max_steps: int = 1000
+) -> dict[str, Any]:
+    """Breakout only: where in the ball's flight each scorer's scores are high, on clean games (seeds
+    ``seed``+). Per scorer: the mean within-game z-score of the frames with the ball in each row (0 top,
+    9 the paddle's row), the victim's importance (minus its policy entropy) there, and the correlation of
+    the score with the step number."""
+    from stable_baselines3 import PPO
+
+    from critwrap.attack import Victim, run_episode
+
+    env = make_env(max_steps)
+    victim = Victim(PPO.load(victim_path, device="cpu"), sample=True)
+    clean = [
+        run_episode(env, victim, seed=s, frames=frame, keep_frames=True) for s in range(seed, seed + games)
+    ]
+    out: dict[str, Any] = {"games": games}
+    for name, det in scorers.items():
+        rows = []
+        for ep in clean:
+            f = ep.frames_array()
+            sc = np.asarray(det.score(f), dtype=np.float64)
+            z = (sc - sc.mean()) / (sc.std() + 1e-9)
+            imp = np.asarray(victim.importance(np.asarray(ep.observations)), dtype=np.float64)
+            cells = f[:, ::SCALE, ::SCALE, :] > 0  # back to the 10x10 grid: channel 1 is the ball
+            for t in range(len(f)):
+                ball = np.argwhere(cells[t, :, :, 1])
+                if len(ball):
+                    rows.append((ball[0][0], z[t], imp[t], sc[t], t))
+        r = np.asarray(rows, dtype=np.float64)
+        by_row = {
+            int(b): {
+                "frames": int((r[:, 0] == b).sum()),
+                "score_z": float(r[r[:, 0] == b, 1].mean()),
+                "victim_importance": float(r[r[:, 0] == b, 2].mean()),
+            }
+            for b in np.unique(r[:, 0])
+        }
+        out[name] = {"by_ball_row": by_row, "corr_score_step": float(np.corrcoef(r[:, 3], r[:, 4])[0, 1])}
+    return out
+
+
 def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     import torch
     from stable_baselines3 import PPO
@@ -415,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         games = episodes
         episodes = cut_windows(games, args.windows, args.max_steps)
         labels = np.array([e.label for e in episodes])
-        log(f"windows of {args.windows} frames: {len(episodes)}, label-1 (ball kept) share {labels.mean():.2f}")
+        log(
+            f"windows of {args.windows} frames: {len(episodes)}, label-1 (ball kept) share {labels.mean():.2f}"
+        )
         train_dsi(args, episodes, max_length=args.windows)
         det = load_scorer(args.out / "dsi", args.windows)
         check = check_detector(det, games)
@@ -439,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = run_chunks(args, args.out / args.episodes_file, a, _worker)
     where = where_check(args, victim_path)
+    if args.minatar_game == "breakout":
+        rows_check = mask_by_ball_row(victim_path, {"detector": det}, args.seed, max_steps=args.max_steps)
+        (args.out / "mask_by_ball_row.json").write_text(json.dumps(rows_check, indent=1))
     text, out = summarize(args, rows)
     out.update(run_meta(args))
     out["seconds"] = time.perf_counter() - t_start

@@ -136,3 +136,5 @@ def test_attack_minatar_windows_pipeline_runs(tmp_path: Path, bench: object) -> 
     from critwrap.detectors.dsi import DSI
 
     assert DSI.load(tmp_path / "dsi").config.max_length == 6
+    rows = json.loads((tmp_path / "mask_by_ball_row.json").read_text())["detector"]["by_ball_row"]
+    assert rows and all(r["frames"] > 0 for r in rows.values())
