@@ -56,9 +56,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attack_atari import add_common_args, log, plot, report_row, run_chunks, run_meta, summarize
 from attack_lunar import check_detector, data_epsilons, train_dsi
 
-GAMES = {"breakout": "MinAtar/Breakout-v1", "freeway": "MinAtar/Freeway-v1"}
-#: training-episode cap per game (Breakout: 500 steps; Freeway ends by itself after 2500)
-TRAIN_STEPS: dict[str, int | None] = {"breakout": 500, "freeway": None}
+GAMES = {
+    "breakout": "MinAtar/Breakout-v1",
+    "freeway": "MinAtar/Freeway-v1",
+    "seaquest": "MinAtar/Seaquest-v1",
+}
+#: training-episode cap per game (Breakout: 500 steps; Freeway ends by itself after 2500; Seaquest 1000)
+TRAIN_STEPS: dict[str, int | None] = {"breakout": 500, "freeway": None, "seaquest": 1000}
 DATA_SEED = 100_000
 CHECK_SEED = 30_000
 SCALE = 3

@@ -22,6 +22,9 @@ improvement, and the critical variant's horizon histogram (its share of n = 1..5
 
 ``randhorizon`` is the control: the critical variant's mix of horizons (``--horizon-shares``), drawn at
 random instead of placed by the detector. Run M's DSI is committed in ``benchmarks/data/attack_minatar_M/dsi``.
+
+``--game seaquest`` (run MS) runs the same comparison on MinAtar Seaquest, with a DSI fitted by
+``attack_minatar.py --game seaquest --check-only`` on a PPO agent's games.
 """
 
 from __future__ import annotations
@@ -89,10 +92,10 @@ def sampled_horizon_shares(buf: Any) -> list[float]:
     return (counts / max(len(n), 1)).tolist()
 
 
-def evaluate(model: Any, episodes: int, eps: float, seed: int) -> list[float]:
+def evaluate(model: Any, episodes: int, eps: float, seed: int, game: str = "breakout") -> list[float]:
     import attack_minatar as am
 
-    env = am.make_env(1000)
+    env = am.make_env(1000, game=game)
     rng = np.random.default_rng(seed)
     returns = []
     for i in range(episodes):
@@ -126,7 +129,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     if path.is_file():
         return dict(json.loads(path.read_text()))
     t0, c0 = time.perf_counter(), time.process_time()
-    env = Monitor(am.make_env(1000, sticky=0.1))
+    game = a.get("game", "breakout")
+    env = Monitor(am.make_env(1000, sticky=0.1, game=game))
     kwargs: dict[str, Any] = {}
     if variant == "nstep5":
         kwargs["n_steps"] = 5
@@ -146,7 +150,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     model.learn(a["timesteps"])
     train_cpu = time.process_time() - c0
-    returns = evaluate(model, a["eval_episodes"], a["eval_eps"], seed=10_000 + 100 * seed)
+    returns = evaluate(model, a["eval_episodes"], a["eval_eps"], seed=10_000 + 100 * seed, game=game)
     result: dict[str, Any] = {
         "variant": variant,
         "seed": seed,
@@ -220,7 +224,9 @@ def summarize(results: list[dict[str, Any]], seeds: list[int]) -> tuple[str, dic
     }
 
 
-def plot_scores(results: list[dict[str, Any]], estimates: dict[str, Any], path: Path) -> Path:
+def plot_scores(
+    results: list[dict[str, Any]], estimates: dict[str, Any], path: Path, title: str | None = None
+) -> Path:
     """Each run's score (dots; seeds 0-4 filled, later seeds open) and each variant's IQM with its 95 % CI."""
     from critwrap.evaluation.plots import _plt, _save, method_colors
 
@@ -243,7 +249,8 @@ def plot_scores(results: list[dict[str, Any]], estimates: dict[str, Any], path: 
     ax.set_xlim(-0.6, len(variants) - 0.4)
     ax.set_ylabel("score (20 games, eps 0.01)")
     ax.set_title(
-        "MinAtar Breakout, DQN 500k steps: runs (filled: seeds 0-4) and IQM [95% CI]", fontsize="small"
+        title or "MinAtar Breakout, DQN 500k steps: runs (filled: seeds 0-4) and IQM [95% CI]",
+        fontsize="small",
     )
     ax.grid(True, axis="y", alpha=0.25)
     fig.tight_layout()
@@ -253,7 +260,13 @@ def plot_scores(results: list[dict[str, Any]], estimates: dict[str, Any], path: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench_out/nstep_minatar"))
-    p.add_argument("--detector", type=Path, required=True, help="a saved detector (e.g. run M's DSI)")
+    p.add_argument(
+        "--detector",
+        type=Path,
+        default=None,
+        help="a saved detector (e.g. run M's DSI); needed by 'critical'",
+    )
+    p.add_argument("--game", choices=("breakout", "seaquest"), default="breakout", help="the MinAtar game")
     p.add_argument("--timesteps", type=int, default=500_000)
     p.add_argument("--buffer-size", type=int, default=100_000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -275,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(
             f"--horizon-shares: expected 5 non-negative numbers with a positive sum, got {args.horizon_shares}"
         )
-    if not args.detector.exists():
+    if "critical" in variants and args.detector is None:
+        p.error("the 'critical' variant needs --detector (a saved detector fitted on this game's frames)")
+    if args.detector is not None and not args.detector.exists():
         p.error(f"--detector {args.detector} does not exist")
     args.out.mkdir(parents=True, exist_ok=True)
     a = {
@@ -286,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_episodes": args.eval_episodes,
         "eval_eps": args.eval_eps,
         "horizon_shares": list(args.horizon_shares),
+        "game": args.game,
     }
     jobs = [{"variant": v, "seed": s, "args": a} for s in args.seeds for v in variants]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -299,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     out["wall_s"] = time.perf_counter() - t0
     (args.out / "summary.json").write_text(json.dumps(out, indent=1, default=str))
     (args.out / "summary.md").write_text(text + "\n")
-    plot_scores(results, out["estimates"], args.out / "scores.png")
+    k = args.timesteps // 1000
+    title = f"MinAtar {args.game.title()}, DQN {k}k steps: runs (filled: seeds 0-4) and IQM [95% CI]"
+    plot_scores(results, out["estimates"], args.out / "scores.png", title)
     print(text)
     return 0
 
