@@ -81,3 +81,21 @@ def test_run_b_detector_is_committed_and_scores_buffer_frames(bench: tuple[objec
     obs = np.random.default_rng(0).random((12, 10, 10, 4)) < 0.2
     scores = np.asarray(det.score(nstep.scale_frames(obs)))  # type: ignore[attr-defined]
     assert scores.shape == (12,) and np.all(np.isfinite(scores))
+
+
+def test_critical_variant_needs_a_detector(bench: tuple[object, object], tmp_path: Path) -> None:
+    _, nstep = bench
+    with pytest.raises(SystemExit):
+        nstep.main(["--out", str(tmp_path), "--variants", "critical"])  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit):
+        nstep.main(["--out", str(tmp_path), "--detector", str(tmp_path / "missing")])  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_nstep_minatar_seaquest_runs_without_a_detector(tmp_path: Path, bench: tuple[object, object]) -> None:
+    _, nstep = bench
+    argv = ["--out", str(tmp_path), "--game", "seaquest", "--variants", "dqn", "--timesteps", "5200"]
+    argv += ["--seeds", "0", "--eval-episodes", "1", "--workers", "1", "--buffer-size", "6000"]
+    assert nstep.main(argv) == 0  # type: ignore[attr-defined]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["settings"]["game"] == "seaquest" and summary["runs"][0]["variant"] == "dqn"
