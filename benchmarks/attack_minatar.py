@@ -35,7 +35,7 @@ Stages (each skipped when its output exists, so a killed run resumes):
 
 ``--windows 20`` (run M2) fits the DSI instead on 20-frame windows, as the paper's Pong detector learns
 from the outcome of one point: per game its last window ("ball lost") and one earlier window ("ball
-kept", :func:`cut_windows`), and scores a game with sliding windows (:class:`WindowScorer`).
+kept", :func:`cut_windows`), and scores a game with sliding windows (critwrap's :class:`~critwrap.detectors.windowed.Windowed`).
 
 Results: ``OUT/results.json``, ``OUT/results.md``, ``OUT/drops.png`` (the summary of ``attack_atari.py``),
 ``OUT/where_check.json`` (where the detector's and the victim's top-10 steps lie in 40 clean games).
@@ -258,45 +258,14 @@ def cut_windows(episodes: list[Any], width: int, cap: int, seed: int = 0) -> lis
     return out
 
 
-class WindowScorer:
-    """Scores a whole game with a detector fitted on ``width``-frame windows (run M2): windows of
-    ``width`` frames every ``stride`` steps, the last one aligned to the game's end; a frame's score is
-    the mean over the windows that contain it (a game of at most ``width`` frames is one window)."""
-
-    def __init__(self, detector: Any, width: int, stride: int) -> None:
-        if width < 1 or stride < 1:
-            raise ValueError(f"width and stride must be >= 1, got {width}, {stride}")
-        self.detector, self.width, self.stride = detector, int(width), int(stride)
-
-    def starts(self, n: int) -> list[int]:
-        if n <= self.width:
-            return [0]
-        s = list(range(0, n - self.width + 1, self.stride))
-        if s[-1] != n - self.width:
-            s.append(n - self.width)
-        return s
-
-    def score(self, frames: np.ndarray) -> np.ndarray:
-        frames = np.asarray(frames)
-        n = len(frames)
-        starts = self.starts(n)
-        parts = self.detector.score_batch([frames[s : s + self.width] for s in starts])
-        total, count = np.zeros(n), np.zeros(n)
-        for s, m in zip(starts, parts, strict=True):
-            total[s : s + len(m)] += m
-            count[s : s + len(m)] += 1
-        return (total / count).astype(np.float32)
-
-    def score_batch(self, episodes: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.score(f) for f in episodes]
-
-
 def load_scorer(path: Path, windows: int) -> Any:
-    """The fitted DSI at ``path``, behind a :class:`WindowScorer` (stride ``windows // 2``) when ``windows``."""
+    """The fitted DSI at ``path``, behind critwrap's :class:`~critwrap.detectors.windowed.Windowed` (stride
+    ``windows // 2``) when ``windows``."""
     from critwrap.detectors.dsi import DSI
+    from critwrap.detectors.windowed import Windowed
 
     det = DSI.load(path)
-    return WindowScorer(det, windows, max(1, windows // 2)) if windows else det
+    return Windowed(det, windows, max(1, windows // 2)) if windows else det
 
 
 def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k: int = 10) -> dict[str, Any]:
@@ -430,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="run M2: fit the DSI on windows of this many frames (cut_windows) and score games with "
-        "sliding windows (WindowScorer, stride windows // 2); 0 (default, run M): whole games",
+        "sliding windows (critwrap.detectors.windowed.Windowed, stride windows // 2); 0 (default, run M): whole games",
     )
     p.add_argument("--check-only", action="store_true", help="stop after the detector check (no attack)")
     p.add_argument(

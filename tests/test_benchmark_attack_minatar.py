@@ -99,28 +99,6 @@ def test_cut_windows_labels_the_last_window_lost_and_an_earlier_one_kept(bench: 
         bench.cut_windows(games, 0, cap=100)  # type: ignore[attr-defined]
 
 
-def test_window_scorer_averages_the_windows_that_cover_each_frame(bench: object) -> None:
-    class Marker:  # scores a window's frames by the window's first frame value, so overlaps average
-        def __init__(self) -> None:
-            self.seen: list[int] = []
-
-        def score_batch(self, episodes: list[np.ndarray]) -> list[np.ndarray]:
-            self.seen += [len(e) for e in episodes]
-            return [np.full(len(e), float(e[0, 0]), dtype=np.float32) for e in episodes]
-
-    det = Marker()
-    ws = bench.WindowScorer(det, 4, 2)  # type: ignore[attr-defined]
-    frames = np.arange(9, dtype=np.float32).reshape(9, 1)
-    assert ws.starts(9) == [0, 2, 4, 5]  # the last window aligned to the end
-    s = ws.score(frames)
-    assert det.seen == [4, 4, 4, 4]
-    expected = [0, 0, 1, 1, 3, 11 / 3, 4.5, 4.5, 5]  # e.g. frame 5: the windows at 2, 4 and 5
-    assert np.allclose(s, expected)
-    assert np.allclose(ws.score(frames[:3]), [0, 0, 0])  # shorter than a window: one window
-    with pytest.raises(ValueError, match="stride"):
-        bench.WindowScorer(det, 4, 0)  # type: ignore[attr-defined]
-
-
 @pytest.mark.slow
 def test_attack_minatar_windows_pipeline_runs(tmp_path: Path, bench: object) -> None:
     argv = ["--out", str(tmp_path), "--ppo-steps", "1024", "--data-episodes", "8", "--max-steps", "80"]

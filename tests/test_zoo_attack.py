@@ -173,3 +173,27 @@ def test_attack_sampling_victim(setup: dict[str, Path], capsys: pytest.CaptureFi
     assert any(
         json.loads(p.read_text())["settings"]["victim_sample"] is False for p in out.glob("attack_*.json")
     )
+
+
+def test_attack_scores_with_sliding_windows(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
+    base += ["--detector", str(setup["det"]), "--top-k", "2", "--episodes", "3", "--methods", "detector"]
+    returns = {}
+    for name, extra in (("whole", []), ("windows", ["--score-windows", "4:2"])):
+        out = setup["root"] / f"win_{name}"
+        assert main([*base, "--out", str(out), *extra]) == 0
+        (path,) = out.glob("attack_*.json")
+        data = json.loads(path.read_text())
+        returns[name] = data["episodes"]["detector"]["returns"]
+        assert data["score_windows"] == ("4:2" if extra else None)
+    capsys.readouterr()
+    # the random detector's scores of 4-frame windows, averaged, rank other steps than its whole-episode scores
+    assert returns["whole"] != returns["windows"]
+    for bad, msg in (("0", "W >= 1"), ("4:5", "1 <= S <= W"), ("a:b", "W or W:S"), ("4:2:1", "W or W:S")):
+        assert main([*base, "--score-windows", bad]) == 1
+        assert msg in capsys.readouterr().err
+    no_det = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
+    assert main([*no_det, "--methods", "random", "--top-k", "1", "--score-windows", "4"]) == 1
+    assert "--score-windows needs --detector" in capsys.readouterr().err

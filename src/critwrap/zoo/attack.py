@@ -44,9 +44,34 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["VecEnvAsEnv", "add_parser", "make_attack_env", "parse_frames", "resolve_model", "run"]
+__all__ = [
+    "VecEnvAsEnv",
+    "add_parser",
+    "make_attack_env",
+    "parse_frames",
+    "parse_score_windows",
+    "resolve_model",
+    "run",
+]
 
 NAME = "attack"
+
+
+def parse_score_windows(text: str) -> tuple[int, int | None]:
+    """``"W"`` or ``"W:S"`` -> (width, stride or None), with a clear error for anything else."""
+    parts = str(text).split(":")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        width = int(parts[0])
+        stride = int(parts[1]) if len(parts) == 2 else None
+    except ValueError:
+        raise ValueError(
+            f"--score-windows takes W or W:S (integers, e.g. 20 or 20:10), got {text!r}"
+        ) from None
+    if width < 1 or (stride is not None and not 1 <= stride <= width):
+        raise ValueError(f"--score-windows W:S needs W >= 1 and 1 <= S <= W, got {text!r}")
+    return width, stride
 
 
 class VecEnvAsEnv(gym.Env[Any, Any]):
@@ -220,6 +245,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--window", type=int, default=None, help="online: the detector scores only the last WINDOW frames"
     )
+    p.add_argument(
+        "--score-windows",
+        default=None,
+        metavar="W[:S]",
+        help="score episodes with W-frame sliding windows every S steps (default W//2), each frame the mean of "
+        "its windows: for a detector trained on W-frame clips (critwrap.detectors.windowed.Windowed)",
+    )
     p.add_argument("--episodes", type=int, default=100, help="seeded episodes (default 100)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (episodes use seed, seed+1, ...)")
     p.add_argument("--perturb", default="action", choices=["action", "fgsm", "pgd"], help="perturbation")
@@ -294,6 +326,9 @@ def run(args: argparse.Namespace) -> int:
         if args.protocol == "replay" and "detector-spaced" not in methods:
             methods.append("detector-spaced")
     uses_detector = [m for m in methods if m in ("detector", "detector-spaced")]
+    score_windows = parse_score_windows(args.score_windows) if args.score_windows is not None else None
+    if score_windows is not None and args.detector is None:
+        raise ValueError("--score-windows needs --detector")
     if uses_detector and args.detector is None:
         raise ValueError(
             f"give --detector PATH (a saved detector directory), or leave {uses_detector[0]!r} out of --methods"
@@ -333,6 +368,13 @@ def run(args: argparse.Namespace) -> int:
     )
     frames = parse_frames(args.frames)
     detector = load_detector_like(args.detector) if args.detector is not None else None
+    if score_windows is not None:
+        from critwrap.detectors.base import Detector
+        from critwrap.detectors.windowed import Windowed
+
+        if not isinstance(detector, Detector):
+            raise TypeError(f"--score-windows needs a critwrap Detector, got {type(detector).__name__}")
+        detector = Windowed(detector, *score_windows)
     if args.detector_device is not None:
         if detector is None:
             raise ValueError("--detector-device needs --detector")
@@ -421,6 +463,7 @@ def run(args: argparse.Namespace) -> int:
             "algo": loaded.config["algo"],
             "env": loaded.config["env"],
             "detector": args.detector,
+            "score_windows": args.score_windows,
             "frames": args.frames,
             "command": getattr(args, "command_line", None),
             "timestamp": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
