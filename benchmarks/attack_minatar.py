@@ -365,14 +365,69 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     for s in seeds:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
         for k in a["ks"]:
+            lead = a["lead"][str(k)] if isinstance(a["lead"], dict) else a["lead"]
             rep = evaluate_attack(
-                env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=a["lead"], n_boot=10,
+                env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=lead, n_boot=10,
                 allow_short=True, methods=a["methods"], detector_min_gap=a["gap"],
             )  # fmt: skip
             row = report_row(rep, s, k, clean.length)
             row["detector_spread"] = rep.settings.get("detector_spread_median")
             rows.append(row)
     return rows
+
+
+def _cal_worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
+    """Run M3's calibration: per seed and k, the detector's drop at every candidate lead (choose_lead)."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from critwrap.attack import Victim, choose_lead, run_episode
+
+    a, seeds = job
+    torch.set_num_threads(1)
+    env = make_env(a["max_steps"], game=a["game"])
+    victim = Victim(PPO.load(a["victim"], device="cpu"), sample=True)
+    det = load_scorer(Path(a["dsi"]), a.get("windows", 0))
+    rows = []
+    for s in seeds:
+        clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
+        for k in a["ks"]:
+            got = choose_lead(env, victim, det, k=k, leads=a["leads"], clean_runs=[clean], frames=frame)
+            rows.append({"seed": s, "k": k, "drops": {str(x): float(d[0]) for x, d in got.drops.items()}})
+    return rows
+
+
+def calibrate_leads(args: argparse.Namespace, a: dict[str, Any]) -> dict[str, Any]:
+    """Run M3: for each k, the lead (of ``--calibrate-leads``) with the largest mean drop of the detector's
+    top-k attack on ``--calibration-episodes`` games from ``--calibration-seed`` (ties: the first listed);
+    written to ``OUT/calibration.json``."""
+    cal = argparse.Namespace(**vars(args))
+    cal.seed, cal.episodes = args.calibration_seed, args.calibration_episodes
+    overlap = set(range(cal.seed, cal.seed + cal.episodes)) & set(range(args.seed, args.seed + args.episodes))
+    if overlap:
+        raise SystemExit(
+            f"the calibration seeds overlap the evaluation seeds ({min(overlap)}..{max(overlap)})"
+        )
+    b = dict(a, leads=list(args.calibrate_leads))
+    rows = run_chunks(cal, args.out / "calibration.jsonl", b, _cal_worker)
+    table: dict[str, dict[str, float]] = {}
+    chosen: dict[str, int] = {}
+    for k in args.ks:
+        means = {
+            str(x): float(np.mean([r["drops"][str(x)] for r in rows if r["k"] == k])) for x in b["leads"]
+        }
+        table[str(k)] = means
+        chosen[str(k)] = max(b["leads"], key=lambda x: (means[str(x)], -b["leads"].index(x)))
+        log(f"calibration k={k}: mean drop per lead {means}; chosen lead {chosen[str(k)]}")
+    out = {
+        "seeds": [cal.seed, cal.seed + cal.episodes - 1],
+        "games": len({r["seed"] for r in rows}),
+        "leads": b["leads"],
+        "mean_drop": table,
+        "chosen": chosen,
+    }
+    (args.out / "calibration.json").write_text(json.dumps(out, indent=1))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,6 +456,17 @@ def main(argv: list[str] | None = None) -> int:
         help="run M2: fit the DSI on windows of this many frames (cut_windows) and score games with "
         "sliding windows (critwrap.detectors.windowed.Windowed, stride windows // 2); 0 (default, run M): whole games",
     )
+    p.add_argument(
+        "--calibrate-leads",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="LEAD",
+        help="run M3: choose the detector's lead per k among these on held-out games (choose_lead) "
+        "instead of --lead",
+    )
+    p.add_argument("--calibration-seed", type=int, default=30_000, help="first calibration game's env seed")
+    p.add_argument("--calibration-episodes", type=int, default=50, help="calibration games")
     p.add_argument("--check-only", action="store_true", help="stop after the detector check (no attack)")
     p.add_argument(
         "--tag", default="", help="suffix of the attack's outputs (episodes_TAG.jsonl, results_TAG.*)"
@@ -454,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         "game": args.minatar_game,
         "windows": args.windows,
     }
+    if args.calibrate_leads:
+        calibration = calibrate_leads(args, a)
+        a["lead"] = calibration["chosen"]
     rows = run_chunks(args, args.out / args.episodes_file, a, _worker)
     where = where_check(args, victim_path)
     if args.minatar_game == "breakout":
@@ -464,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     out["seconds"] = time.perf_counter() - t_start
     out["detector_check"] = check
     out["where_check"] = where
+    if args.calibrate_leads:
+        out["calibration"] = calibration
     spreads = [r["detector_spread"] for r in rows if r.get("detector_spread") is not None]
     if spreads:
         out["detector_spread_games"] = {"median": float(np.median(spreads)), "min": float(np.min(spreads))}

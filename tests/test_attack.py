@@ -22,6 +22,7 @@ from critwrap.attack import (
     UnsupportedVictimError,
     Victim,
     block_steps,
+    choose_lead,
     detector_steps,
     evaluate_attack,
     format_table,
@@ -563,8 +564,8 @@ def test_detector_lead_attacks_before_the_top_frame() -> None:
     with pytest.raises(EpisodeTooShortError, match="lead=3"):
         detector_steps(clean, T - 2, LateFlagDetector(), lead=3)
     assert detector_steps(clean, T, LateFlagDetector(), lead=3, allow_short=True) == list(range(T - 3))
-    with pytest.raises(ValueError, match="lead must be >= 0"):
-        detector_steps(clean, 1, LateFlagDetector(), lead=-1)
+    with pytest.raises(ValueError, match="lead must be an integer"):
+        detector_steps(clean, 1, LateFlagDetector(), lead=1.5)
     model = always_zero(env)
     late = evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=3, methods=["detector"])
     led = evaluate_attack(
@@ -574,7 +575,47 @@ def test_detector_lead_attacks_before_the_top_frame() -> None:
     assert led.table()[1]["drop"] == pytest.approx(T - CRITICAL)
     assert led.settings["detector_lead"] == 2
     with pytest.raises(ValueError, match="detector_lead"):
-        evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=1, detector_lead=-1)
+        evaluate_attack(env, model, LateFlagDetector(), k=1, episodes=1, detector_lead=0.5)
+
+
+class EarlyFlagDetector(Detector):
+    """Scores the frame two steps before the critical step highest (a detector that sees it coming)."""
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        t = np.round(np.asarray(frames)[:, 0] * T).astype(int)
+        return (t == CRITICAL - 2).astype(np.float64)
+
+
+def test_a_negative_lead_attacks_after_the_top_frame() -> None:
+    env = CriticalCorridor()
+    clean = run_episode(env, Victim(always_zero(env)), seed=0)
+    assert detector_steps(clean, 1, EarlyFlagDetector()) == [CRITICAL - 2]
+    assert detector_steps(clean, 1, EarlyFlagDetector(), lead=-2) == [CRITICAL]
+    # frames closer than -lead to the end are never chosen: the attacked steps stay inside the episode
+    assert detector_steps(clean, T - 3, EarlyFlagDetector(), lead=-3) == list(range(3, T))
+    with pytest.raises(EpisodeTooShortError, match="lead=-3"):
+        detector_steps(clean, T - 2, EarlyFlagDetector(), lead=-3)
+    assert detector_steps(clean, T, EarlyFlagDetector(), lead=-3, allow_short=True) == list(range(3, T))
+    model = always_zero(env)
+    after = evaluate_attack(
+        env, model, EarlyFlagDetector(), k=1, episodes=2, methods=["detector"], detector_lead=-2
+    )
+    assert after.table()[1]["drop"] == pytest.approx(T - CRITICAL)
+
+
+def test_choose_lead_finds_the_offset_of_a_shifted_detector() -> None:
+    env = CriticalCorridor()
+    model = always_zero(env)
+    for det, want in ((LateFlagDetector(), 2), (EarlyFlagDetector(), -2), (FlagDetector(), 0)):
+        got = choose_lead(env, model, det, k=1, episodes=2, seed=100, leads=(-3, -2, -1, 0, 1, 2, 3))
+        assert got.lead == want, (type(det).__name__, got.mean_drops())
+        assert got.mean_drops()[want] == pytest.approx(T - CRITICAL)
+        assert got.seeds == [100, 101] and set(got.drops) == {-3, -2, -1, 0, 1, 2, 3}
+    # ties go to the first lead listed: a flat detector's top-1 is step 0 whatever the lead
+    flat = choose_lead(env, model, FlagDetector(invert=True), k=1, episodes=1, leads=(1, 0))
+    assert flat.to_dict()["lead"] == 1 and set(flat.to_dict()["mean_drops"]) == {"1", "0"}
+    with pytest.raises(ValueError, match="distinct"):
+        choose_lead(env, model, FlagDetector(), k=1, episodes=1, leads=(0, 0))
 
 
 def test_spaced_top_k_keeps_the_gap_and_fills_when_it_cannot() -> None:

@@ -116,3 +116,18 @@ def test_attack_minatar_windows_pipeline_runs(tmp_path: Path, bench: object) -> 
     assert DSI.load(tmp_path / "dsi").config.max_length == 6
     rows = json.loads((tmp_path / "mask_by_ball_row.json").read_text())["detector"]["by_ball_row"]
     assert rows and all(r["frames"] > 0 for r in rows.values())
+    # run M3: the lead calibrated on other seeds, per k, then used by the detector's attack
+    argv2 = [*argv, "--calibrate-leads", "-1", "0", "1", "--calibration-episodes", "2", "--tag", "cal"]
+    assert bench.main(argv2) == 0  # type: ignore[attr-defined]
+    cal = json.loads((tmp_path / "calibration.json").read_text())
+    assert (
+        cal["seeds"] == [30000, 30001]
+        and cal["games"] == 2
+        and set(cal["mean_drop"]["1"]) == {"-1", "0", "1"}
+    )
+    means = cal["mean_drop"]["1"]
+    assert means[str(cal["chosen"]["1"])] == max(means.values())
+    res = json.loads((tmp_path / "results_cal.json").read_text())
+    assert res["calibration"]["chosen"] == cal["chosen"]
+    with pytest.raises(SystemExit, match="overlap"):
+        bench.main([*argv, "--calibrate-leads", "0", "--calibration-seed", "20001", "--tag", "bad"])  # type: ignore[attr-defined]

@@ -71,8 +71,8 @@ def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "only 8 steps" in capsys.readouterr().err
     assert main([*full, "--perturb", "fgsm"]) == 1
     assert "needs epsilon" in capsys.readouterr().err
-    assert main([*full, "--top-k", "1", "--lead", "-1"]) == 1
-    assert "--lead must be >= 0" in capsys.readouterr().err
+    assert main([*full, "--top-k", "1", "--lead", "1.5"]) == 1
+    assert "--lead takes an integer" in capsys.readouterr().err
     assert main([*full, "--top-k", "7", "--lead", "2"]) == 1
     assert "lead=2" in capsys.readouterr().err
     assert main([*full, "--top-k", "1", "--protocol", "online", "--methods", "random,block"]) == 1
@@ -197,3 +197,48 @@ def test_attack_scores_with_sliding_windows(
     no_det = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
     assert main([*no_det, "--methods", "random", "--top-k", "1", "--score-windows", "4"]) == 1
     assert "--score-windows needs --detector" in capsys.readouterr().err
+
+
+def test_attack_lead_auto_and_negative(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from test_attack import EarlyFlagDetector
+
+    from critwrap.attack import choose_lead, evaluate_attack
+
+    det = EarlyFlagDetector()
+    base = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
+    base += ["--top-k", "1", "--episodes", "2", "--methods", "detector"]
+    det_dir = setup["det"]
+    out = tmp_path / "auto"
+    assert (
+        main([*base, "--detector", str(det_dir), "--lead", "auto", "--leads=-2:1", "--out", str(out)]) == 0
+    )
+    (path,) = out.glob("attack_*.json")
+    data = json.loads(path.read_text())
+    choice = data["lead_choice"]
+    assert choice["seeds"] == list(range(2, 22))  # the 20 seeds after the evaluated ones
+    assert set(choice["mean_drops"]) == {"-2", "-1", "0", "1"}
+    assert data["settings"]["detector_lead"] == choice["lead"]
+    best = max(choice["mean_drops"].values())
+    assert choice["mean_drops"][str(choice["lead"])] == best
+    assert main([*base, "--detector", str(det_dir), "--lead", "-1", "--out", str(tmp_path / "neg")]) == 0
+    (path,) = (tmp_path / "neg").glob("attack_*.json")
+    assert json.loads(path.read_text())["settings"]["detector_lead"] == -1
+    capsys.readouterr()
+    for bad, msg in (
+        (["--lead", "x"], "integer number of steps or 'auto'"),
+        (["--lead", "auto", "--leads", "2:1"], "A <= B"),
+    ):
+        assert main([*base, "--detector", str(det_dir), *bad]) == 1
+        assert msg in capsys.readouterr().err
+    assert main([*base, "--detector", str(det_dir), "--lead", "auto", "--methods", "random"]) == 1
+    assert "--lead auto needs the detector" in capsys.readouterr().err
+    # the library picks the shifted detector's true offset (the CLI runs the same function)
+    env = gym.make(ENV_ID)
+    from stable_baselines3 import PPO
+
+    model = PPO.load(setup["model"], device="cpu")
+    assert choose_lead(env, model, det, k=1, episodes=2, seed=50, leads=(-3, -2, 0)).lead == -2
+    rep = evaluate_attack(env, model, det, k=1, episodes=2, seed=0, methods=["detector"], detector_lead=-2)
+    assert rep.settings["detector_lead"] == -2

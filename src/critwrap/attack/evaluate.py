@@ -45,7 +45,7 @@ from critwrap.attack.protocols import (
 )
 from critwrap.attack.victim import Victim
 
-__all__ = ["METHODS", "AttackReport", "bootstrap_ci", "evaluate_attack", "format_table"]
+__all__ = ["METHODS", "AttackReport", "LeadChoice", "bootstrap_ci", "choose_lead", "evaluate_attack", "format_table"]
 
 METHODS = ("detector", "random", "victim")
 #: methods evaluate_attack runs only when asked: "block" attacks k consecutive steps at a uniformly random
@@ -245,7 +245,8 @@ def evaluate_attack(
         progress: called as ``progress(done, total)`` after each seed.
         detector_lead: the detector's method attacks this many steps before each top-scored frame
             (:func:`~critwrap.attack.protocols.detector_steps`' ``lead``; 2 is the original Pong attack
-            script's alignment); also for ``"detector-spaced"``. Random, victim and ranker steps are not shifted.
+            script's alignment; negative: that many steps after it, choose it with :func:`choose_lead`);
+            also for ``"detector-spaced"``. Random, victim and ranker steps are not shifted.
         detector_min_gap: the minimum spacing of ``"detector-spaced"``'s steps (>= 2; default 5). Episodes
             too short to fit ``k`` steps that far apart get the next best steps regardless; their number is
             ``report.settings["detector_spaced_unmet"]`` (with a warning).
@@ -262,8 +263,8 @@ def evaluate_attack(
     if clash:
         raise ValueError(f"ranker names must differ from 'clean' and {known}, got {clash}")
     methods = [*methods, *rankers]
-    if int(detector_lead) < 0:
-        raise ValueError(f"detector_lead must be >= 0 steps, got {detector_lead}")
+    if isinstance(detector_lead, bool) or int(detector_lead) != detector_lead:
+        raise ValueError(f"detector_lead must be an integer number of steps, got {detector_lead!r}")
     uses_detector = [m for m in methods if m in ("detector", "detector-spaced")]
     if uses_detector and detector is None:
         raise ValueError(f"the {uses_detector[0]!r} method needs a detector")
@@ -376,3 +377,84 @@ def evaluate_attack(
         seconds=time.perf_counter() - t0,
         settings=settings,
     )
+
+
+@dataclass
+class LeadChoice:
+    """What :func:`choose_lead` measured: the chosen ``lead`` and, per candidate lead, the return drop of
+    the detector's top-``k`` attack on every calibration episode (``drops[lead]``, in seed order)."""
+
+    lead: int
+    k: int
+    seeds: list[int]
+    drops: dict[int, np.ndarray]
+
+    def mean_drops(self) -> dict[int, float]:
+        return {lead: float(np.mean(d)) for lead, d in self.drops.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lead": self.lead,
+            "k": self.k,
+            "seeds": list(self.seeds),
+            "mean_drops": {str(lead): m for lead, m in self.mean_drops().items()},
+            "drops": {str(lead): d.tolist() for lead, d in self.drops.items()},
+        }
+
+
+def choose_lead(
+    env: gym.Env[Any, Any],
+    victim: Victim | Any,
+    detector: Any,
+    *,
+    k: int,
+    leads: Sequence[int] = (-4, -3, -2, -1, 0, 1, 2),
+    episodes: int = 50,
+    seed: int = 0,
+    clean_runs: Sequence[EpisodeRecord] | None = None,
+    perturbation: str | Perturbation | Callable[..., Any] = "action",
+    epsilon: float | None = None,
+    frames: FrameSource = "observations",
+    allow_short: bool = True,
+) -> LeadChoice:
+    """Choose the detector's ``lead`` (critwrap's addition) on calibration episodes: the one whose top-``k``
+    attack costs the victim the most return on average (ties: the first in ``leads``).
+
+    A detector trained to explain outcomes marks where an outcome shows, which need not be the step where
+    a perturbation decides it (the original Pong script attacks 2 steps earlier; on MinAtar Breakout the
+    windowed DSI marks the ball a few rows above the paddle, before the victim's decisive moves). The
+    calibration episodes (seeds ``seed, seed + 1, ...``, or ``clean_runs``) must not be the evaluated ones,
+    or the evaluation is biased towards the detector; pass the result's ``lead`` to
+    :func:`evaluate_attack` (``detector_lead``). Only the detector's method is replayed, once per lead.
+    """
+    leads = [int(x) for x in leads]
+    if not leads or len(set(leads)) != len(leads):
+        raise ValueError(f"leads must be distinct integers, at least one, got {leads}")
+    if not isinstance(victim, Victim):
+        victim = Victim(victim)
+    if clean_runs is None:
+        if episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
+        clean_runs = [
+            run_episode(env, victim, seed=seed + i, frames=frames, keep_frames=True) for i in range(episodes)
+        ]
+    drops: dict[int, np.ndarray] = {}
+    for lead in leads:
+        rep = evaluate_attack(
+            env,
+            victim,
+            detector,
+            k=k,
+            perturbation=perturbation,
+            epsilon=epsilon,
+            methods=("detector",),
+            frames=frames,
+            allow_short=allow_short,
+            n_boot=10,
+            clean_runs=clean_runs,
+            detector_lead=lead,
+        )
+        drops[lead] = rep.returns["clean"] - rep.returns["detector"]
+    means = {lead: float(np.mean(d)) for lead, d in drops.items()}
+    best = max(leads, key=lambda lead: (means[lead], -leads.index(lead)))
+    return LeadChoice(lead=best, k=int(k), seeds=[int(c.seed or 0) for c in clean_runs], drops=drops)

@@ -296,6 +296,10 @@ def detector_steps(
     Deep State Identifier's Pong attack script scores the frames after each action and perturbs the
     action two steps before the top-scored frame, i.e. ``lead=2`` in this indexing: a detector trained
     to explain outcomes marks the frames where the outcome shows, which come after the decisive action.
+    A negative ``lead`` (critwrap's addition) attacks ``-lead`` steps *after* each top-scored frame
+    (frames closer than ``-lead`` to the end cannot be chosen): a detector that marks the moment an
+    outcome becomes predictable can point before the step where one wrong action decides it. Choose the
+    lead on calibration episodes that are not evaluated (:func:`critwrap.attack.choose_lead`).
 
     ``min_gap``: keep the chosen steps at least this many steps apart (greedy non-maximum suppression:
     steps are taken by score, skipping any closer than ``min_gap`` to one already taken). A detector's
@@ -305,9 +309,9 @@ def detector_steps(
     attacks ``k`` steps (check with ``min(np.diff(steps)) >= min_gap``; :func:`evaluate_attack` counts
     such episodes). ``1`` (default): no spacing.
     """
+    if isinstance(lead, bool) or int(lead) != lead:
+        raise ValueError(f"lead must be an integer number of steps, got {lead!r}")
     lead = int(lead)
-    if lead < 0:
-        raise ValueError(f"lead must be >= 0 steps, got {lead}")
     if int(min_gap) != min_gap or min_gap < 1:
         raise ValueError(f"min_gap must be an integer >= 1 steps, got {min_gap}")
     if scores is None:
@@ -321,20 +325,22 @@ def detector_steps(
     if lead == 0:
         k = _check_k(clean, k, allow_short)
         return spaced_top_k(scores, k, int(min_gap))
-    usable = clean.length - lead
+    usable = clean.length - abs(lead)
     if usable < 1 or k > usable:
         if k < 1:
             raise ValueError(f"k must be >= 1 attacked steps, got {k}")
         if not allow_short or usable < 1:
             raise EpisodeTooShortError(
                 f"k={k} steps with lead={lead} asked for, but the clean episode of seed {clean.seed} has only "
-                f"{clean.length} steps ({max(usable, 0)} frames can be led); lower k or lead"
+                f"{clean.length} steps ({max(usable, 0)} frames can be led); lower k or |lead|"
                 + (", or pass allow_short=True" if usable >= 1 else "")
             )
         k = usable
     if k < 1:
         raise ValueError(f"k must be >= 1 attacked steps, got {k}")
-    return spaced_top_k(scores[lead:], k, int(min_gap))  # frame lead + i -> step i
+    if lead > 0:
+        return spaced_top_k(scores[lead:], k, int(min_gap))  # frame lead + i -> step i
+    return [i - lead for i in spaced_top_k(scores[:lead], k, int(min_gap))]  # frame i -> step i - lead
 
 
 def spaced_top_k(scores: np.ndarray, k: int, min_gap: int = 1) -> list[int]:

@@ -49,12 +49,29 @@ __all__ = [
     "add_parser",
     "make_attack_env",
     "parse_frames",
+    "parse_lead",
     "parse_score_windows",
     "resolve_model",
     "run",
 ]
 
 NAME = "attack"
+
+
+def parse_lead(text: str, candidates: str) -> tuple[int, list[int] | None]:
+    """``--lead``: an integer (the lead itself) or ``auto`` (then the candidates ``A:B`` of ``--leads``)."""
+    if str(text).strip().lower() == "auto":
+        try:
+            a, b = (int(x) for x in str(candidates).split(":"))
+        except ValueError:
+            raise ValueError(f"--leads takes A:B (integers, e.g. -4:2), got {candidates!r}") from None
+        if b < a:
+            raise ValueError(f"--leads A:B needs A <= B, got {candidates!r}")
+        return 0, list(range(a, b + 1))
+    try:
+        return int(text), None
+    except ValueError:
+        raise ValueError(f"--lead takes an integer number of steps or 'auto', got {text!r}") from None
 
 
 def parse_score_windows(text: str) -> tuple[int, int | None]:
@@ -209,10 +226,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=30, help="attacked steps per episode (default 30)")
     p.add_argument(
         "--lead",
-        type=int,
-        default=0,
+        default="0",
         help="attack this many steps before each of the detector's top-k frames (default 0: the action at "
-        "the critical frame; 2: the original Pong attack script's alignment)",
+        "the critical frame; 2: the original Pong attack script's alignment; negative: after them), or "
+        "'auto': the lead in --leads whose top-k attack costs most on --calibration-episodes other seeds",
+    )
+    p.add_argument(
+        "--leads",
+        default="-4:2",
+        metavar="A:B",
+        help="--lead auto: the candidate leads A..B (default -4:2; write --leads=-3:1 when A is negative)",
     )
     p.add_argument(
         "--protocol",
@@ -240,7 +263,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--calibration-episodes",
         type=int,
         default=20,
-        help="online: clean episodes (seeds after the evaluated ones) thresholds are calibrated on (default 20)",
+        help="clean episodes (seeds after the evaluated ones) that online thresholds and --lead auto are "
+        "calibrated on (default 20)",
     )
     p.add_argument(
         "--window", type=int, default=None, help="online: the detector scores only the last WINDOW frames"
@@ -340,8 +364,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.lead < 0:
-        raise ValueError(f"--lead must be >= 0 steps, got {args.lead}")
+    lead, lead_candidates = parse_lead(args.lead, args.leads)
     online_only = {
         "--threshold": args.threshold is not None,
         "--victim-threshold": args.victim_threshold is not None,
@@ -351,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol == "replay" and any(online_only.values()):
         given = ", ".join(k for k, v in online_only.items() if v)
         raise ValueError(f"{given} apply to --protocol online only")
-    if args.protocol == "online" and (args.lead or args.allow_short):
+    if args.protocol == "online" and (lead != 0 or args.allow_short):
         raise ValueError("--lead and --allow-short apply to --protocol replay only")
     env_kwargs: dict[str, Any] = {}
     if args.env_kwarg:
@@ -398,6 +421,7 @@ def run(args: argparse.Namespace) -> int:
         "win_threshold": args.win_threshold,
         "progress": progress,
     }
+    lead_choice = None
     try:
         if args.protocol == "online":
             report = evaluate_online_attack(
@@ -413,12 +437,36 @@ def run(args: argparse.Namespace) -> int:
                 **common,
             )
         else:
+            if lead_candidates is not None:
+                from critwrap.attack import choose_lead
+
+                if not uses_detector:
+                    raise ValueError("--lead auto needs the detector or detector-spaced method")
+                lead_choice = choose_lead(
+                    env,
+                    victim,
+                    detector,
+                    k=args.top_k,
+                    leads=lead_candidates,
+                    episodes=args.calibration_episodes,
+                    seed=args.seed + args.episodes,
+                    perturbation=perturbation,
+                    frames=frames,
+                )
+                lead = lead_choice.lead
+                if not args.quiet:
+                    drops = ", ".join(f"{x}: {m:.3g}" for x, m in lead_choice.mean_drops().items())
+                    print(
+                        f"lead chosen on seeds {lead_choice.seeds[0]}..{lead_choice.seeds[-1]}: {lead} "
+                        f"(mean drop per lead: {drops})",
+                        file=sys.stderr,
+                    )
             report = evaluate_attack(
                 env,
                 victim,
                 detector,
                 allow_short=args.allow_short,
-                detector_lead=args.lead,
+                detector_lead=lead,
                 detector_min_gap=5 if args.min_gap is None else args.min_gap,
                 **common,
             )
@@ -464,6 +512,7 @@ def run(args: argparse.Namespace) -> int:
             "env": loaded.config["env"],
             "detector": args.detector,
             "score_windows": args.score_windows,
+            "lead_choice": lead_choice.to_dict() if lead_choice is not None else None,
             "frames": args.frames,
             "command": getattr(args, "command_line", None),
             "timestamp": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
