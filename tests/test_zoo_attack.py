@@ -202,18 +202,15 @@ def test_attack_scores_with_sliding_windows(
 def test_attack_lead_auto_and_negative(
     setup: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from test_attack import EarlyFlagDetector
-
     from critwrap.attack import choose_lead, evaluate_attack
+    from test_attack import EarlyFlagDetector
 
     det = EarlyFlagDetector()
     base = ["attack", "--model", str(setup["model"]), "--algo", "ppo", "--env", ENV_ID, "--quiet"]
     base += ["--top-k", "1", "--episodes", "2", "--methods", "detector"]
     det_dir = setup["det"]
     out = tmp_path / "auto"
-    assert (
-        main([*base, "--detector", str(det_dir), "--lead", "auto", "--leads=-2:1", "--out", str(out)]) == 0
-    )
+    assert main([*base, "--detector", str(det_dir), "--lead", "auto", "--leads=-2:1", "--out", str(out)]) == 0
     (path,) = out.glob("attack_*.json")
     data = json.loads(path.read_text())
     choice = data["lead_choice"]

@@ -45,7 +45,15 @@ from critwrap.attack.protocols import (
 )
 from critwrap.attack.victim import Victim
 
-__all__ = ["METHODS", "AttackReport", "LeadChoice", "bootstrap_ci", "choose_lead", "evaluate_attack", "format_table"]
+__all__ = [
+    "METHODS",
+    "AttackReport",
+    "LeadChoice",
+    "bootstrap_ci",
+    "choose_lead",
+    "evaluate_attack",
+    "format_table",
+]
 
 METHODS = ("detector", "random", "victim")
 #: methods evaluate_attack runs only when asked: "block" attacks k consecutive steps at a uniformly random
