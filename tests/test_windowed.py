@@ -102,7 +102,8 @@ def test_a_member_that_returns_the_wrong_number_of_scores_is_caught() -> None:
 def test_cut_windows_slices_observations_rewards_and_labels() -> None:
     ep = Episode(np.arange(7)[:, None], rewards=np.arange(7, dtype=np.float32), label=1)
     wins = cut_windows([ep], 3)
-    assert [w.metadata["window"] for w in wins] == [[0, 3], [3, 6]]  # disjoint by default
+    # disjoint by default, the last one aligned to the end so that frame 6 is not left out
+    assert [w.metadata["window"] for w in wins] == [[0, 3], [3, 6], [4, 7]]
     assert np.array_equal(wins[1].rewards, [3, 4, 5]) and all(w.label == 1 for w in wins)
     wins = cut_windows([ep], 3, stride=2, label=lambda e, s, t: int(t == 7))
     assert [w.metadata["window"] for w in wins] == [[0, 3], [2, 5], [4, 7]]
@@ -110,6 +111,9 @@ def test_cut_windows_slices_observations_rewards_and_labels() -> None:
     assert len(cut_windows([Episode(np.zeros((2, 1)), label=0)], 5)) == 1  # short: one window
     with pytest.raises(ValueError, match="no label"):
         cut_windows([np.zeros((4, 1))], 2)  # plain arrays need label=
-    assert [w.label for w in cut_windows([np.zeros((4, 1))], 2, label=lambda e, s, t: s)] == [0, 2]
+    unlabelled = cut_windows([Episode(np.arange(4)[:, None], rewards=np.ones(4, dtype=np.float32))], 2)
+    assert [w.label for w in unlabelled] == [None, None]
+    assert [w.episode_return for w in unlabelled] == [2.0, 2.0]  # the return within each window
+    assert [w.label for w in cut_windows([np.zeros((5, 1))], 2, label=lambda e, s, t: s)] == [0, 2, 3]
     with pytest.raises(ValueError, match="width"):
         cut_windows([ep], 0)

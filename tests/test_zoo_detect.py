@@ -308,3 +308,29 @@ def test_subgoals_prints_coverage_per_threshold(
     assert png.stat().st_size > 1000
     assert main([*argv, "--thresholds", ","]) == 1
     assert "--thresholds needs" in capsys.readouterr().err
+
+
+def test_fit_on_windows_saves_a_windowed_detector(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from critwrap.detectors.base import load_detector
+    from critwrap.detectors.windowed import Windowed
+
+    out = tmp_path / "win"
+    argv = ["detect", "fit", "--data", str(data["train"]), "--val", str(data["val"]), "--out", str(out)]
+    argv += ["--epochs", "1", "--no-progress", "--windows", "4", *TINY_SETS]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "cut 12 episodes into" in text and "windows every 2 steps" in text
+    det = load_detector(out)
+    assert isinstance(det, Windowed) and (det.width, det.stride) == (4, 2)
+    ep = load_episodes(data["test"])[0]
+    assert det.score(ep.frames).shape == (len(ep),)
+    # the training clips: 6-9 frames per episode -> two or three 4-frame clips, the last one end-aligned
+    assert int(text.split("into ")[1].split()[0]) >= 24
+    for bad, msg in (
+        (["--windows", "0"], "--windows must be >= 1"),
+        (["--windows", "4", "--select-epoch", "top-m"], "cannot be combined"),
+    ):
+        assert main([*argv[: -len(TINY_SETS) - 3], "--overwrite", *bad, *TINY_SETS]) == 1
+        assert msg in capsys.readouterr().err

@@ -151,11 +151,13 @@ def cut_windows(
     stride: int | None = None,
     label: Callable[[Any, int, int], int] | None = None,
 ) -> list[Any]:
-    """Cut every episode into windows of ``width`` frames (``stride`` apart, default ``width``: disjoint),
-    as :class:`critwrap.episodes.Episode` objects that :meth:`Windowed.fit` can hand to its member.
+    """Cut every episode into windows of ``width`` frames (``stride`` apart, default ``width``: disjoint,
+    plus a last window aligned to the episode's end when the stride does not reach it, so no frame is left
+    out), as :class:`critwrap.episodes.Episode` objects that :meth:`Windowed.fit` can hand to its member.
 
-    A window's label is its episode's own (``episode.label``) unless ``label(episode, start, stop)``
-    gives one (e.g. whether a point is lost within the window). Episodes shorter than ``width`` give one
+    A window's label is its episode's own (``episode.label``, possibly ``None``) unless
+    ``label(episode, start, stop)`` gives one (e.g. whether a point is lost within the window); a window
+    of an episode with rewards keeps its own rewards, so its return is the return within the window. Episodes shorter than ``width`` give one
     window of all their frames. An episode is an :class:`~critwrap.episodes.Episode` (its observations,
     actions and rewards are sliced) or a plain array of frames (T, ...), which then needs ``label``.
     """
@@ -173,17 +175,26 @@ def cut_windows(
         own = ep.label if is_episode else None
         n = len(frames)
         starts = [0] if n <= width else list(range(0, n - width + 1, stride))
+        if n > width and starts[-1] != n - width:
+            starts.append(n - width)  # the last window aligned to the end, so that no frame is left out
         for s in starts:
             stop = min(n, s + width)
             lab = label(ep, s, stop) if label is not None else own
-            if lab is None:
+            if lab is None and not is_episode:
                 raise ValueError(
-                    "the episode has no label; pass label=(episode, start, stop) -> 0/1 to cut_windows"
+                    "a plain array of frames has no label; pass label=(episode, start, stop) -> 0/1 to cut_windows"
                 )
             cut = {
                 key: getattr(ep, key)[s:stop]
                 for key in ("actions", "rewards")
                 if is_episode and getattr(ep, key) is not None
             }
-            out.append(Episode(frames[s:stop], label=int(lab), metadata={"window": [s, stop]}, **cut))
+            out.append(
+                Episode(
+                    frames[s:stop],
+                    label=None if lab is None else int(lab),
+                    metadata={"window": [s, stop]},
+                    **cut,
+                )
+            )
     return out

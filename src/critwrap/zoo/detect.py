@@ -397,6 +397,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "its best threshold) on --val (needs metadata['critical_steps'] there); with --restarts, among the "
         "epochs after the probe (default: the last epoch)",
     )
+    fit.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        metavar="W",
+        help="critwrap's addition: fit on disjoint W-frame clips of the episodes (each with its episode's "
+        "label, or its own return) and save a Windowed detector that scores whole episodes with W-frame "
+        "windows every W//2 steps (critwrap.detectors.windowed)",
+    )
     fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -538,6 +547,20 @@ def _fit(args: argparse.Namespace) -> int:
             )
     episodes = load_episodes(args.data, args.max_episodes)
     val = load_episodes(args.val) if args.val else None
+    if args.windows is not None:
+        from critwrap.detectors.windowed import cut_windows
+
+        if args.windows < 1:
+            raise ValueError(f"--windows must be >= 1 frames, got {args.windows}")
+        if args.select_epoch or args.restarts > 1:
+            raise ValueError(
+                "--windows cannot be combined with --select-epoch or --restarts (they score whole validation "
+                "episodes with the unwindowed detector)"
+            )
+        n_games = len(episodes)
+        episodes = cut_windows(episodes, args.windows)
+        val = cut_windows(val, args.windows) if val is not None else None
+        print(f"cut {n_games} episodes into {len(episodes)} clips of at most {args.windows} frames")
     best = None
     if args.select_epoch:
         from critwrap.detectors.selection import BestEpoch
@@ -603,6 +626,11 @@ def _fit(args: argparse.Namespace) -> int:
         last = history[-1]
         shown = {k: round(v, 4) for k, v in last.items() if k.startswith(("val_", "acc_", "loss_predictor"))}
         print(f"last epoch: {json.dumps(shown)}")
+    if args.windows is not None:
+        from critwrap.detectors.windowed import Windowed
+
+        detector = Windowed(detector, args.windows)
+        print(f"scoring whole episodes with {args.windows}-frame windows every {detector.stride} steps")
     if args.overwrite and out.exists():
         for name in ("config.json", "weights.safetensors"):
             (out / name).unlink(missing_ok=True)
