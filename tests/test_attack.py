@@ -678,6 +678,35 @@ def test_detector_spaced_steps_and_evaluation() -> None:
 
 
 # ---- online protocol: the evaluation routine --------------------------------------------------------
+def test_online_delay_attacks_after_the_step_that_passed_the_threshold() -> None:
+    from critwrap.attack import evaluate_online_attack
+
+    # the early detector flags the frame two steps before the critical one: with delay=2 the online attack
+    # hits the critical step (wrapper and evaluation alike), without it the step it flags
+    for delay, step in ((0, CRITICAL - 2), (2, CRITICAL)):
+        env = CriticalAttack(
+            CriticalCorridor(), detector=EarlyFlagDetector(), k=1, threshold=0.5, seed=0, delay=delay
+        )
+        _, info = env.reset(seed=0)
+        assert info["attack"]["score"] == (float("-inf") if delay else 0.0)  # no frame `delay` steps ago yet
+        for _ in range(T):
+            *_, term, trunc, info = env.step(0)
+            if term or trunc:
+                break
+        assert env.episode_attacked_steps == [step]
+    model = always_zero(CriticalCorridor())
+    kw = dict(k=1, episodes=2, threshold=0.5, methods=["detector"])
+    late = evaluate_online_attack(CriticalCorridor(), model, EarlyFlagDetector(), delay=2, **kw)
+    early = evaluate_online_attack(CriticalCorridor(), model, EarlyFlagDetector(), **kw)
+    assert late.table()[1]["drop"] == pytest.approx(T - CRITICAL) and late.settings["delay"] == 2
+    assert early.table()[1]["drop"] == pytest.approx(1.0) and early.settings["delay"] == 0
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="delay must be an integer >= 0"):
+            evaluate_online_attack(CriticalCorridor(), model, EarlyFlagDetector(), delay=bad, **kw)
+        with pytest.raises(ValueError, match="delay must be an integer >= 0"):
+            CriticalAttack(CriticalCorridor(), detector=EarlyFlagDetector(), delay=bad)
+
+
 def test_evaluate_online_attack_detector_beats_random_at_the_same_count() -> None:
     from critwrap.attack import evaluate_online_attack
 

@@ -124,6 +124,7 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
             "window": 4,
             "seed": 7,
             "min_gap": 2,
+            "delay": 1,
         },
     ),
 }

@@ -156,6 +156,16 @@ def test_attack_online_protocol(setup: dict[str, Path], capsys: pytest.CaptureFi
     assert "apply to --protocol online only" in capsys.readouterr().err
     assert main([*argv, "--protocol", "online", "--lead", "2"]) == 1
     assert "apply to --protocol replay only" in capsys.readouterr().err
+    assert main([*argv, "--protocol", "online", "--lead", "auto"]) == 1
+    assert "apply to --protocol replay only" in capsys.readouterr().err
+    late = setup["root"] / "out_online_delay"
+    assert (
+        main([*argv[:-1], str(late), "--protocol", "online", "--calibration-episodes", "3", "--lead", "-2"])
+        == 0
+    )
+    capsys.readouterr()
+    (late_path,) = late.glob("attack_*.json")
+    assert json.loads(late_path.read_text())["settings"]["delay"] == 2  # a negative lead delays the attack
 
 
 def test_attack_sampling_victim(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,9 @@ so far, which steps to attack (at most ``k`` per episode):
 ``min_gap`` (default 1: none) is a cooldown for the detector and victim methods: after an attacked step,
 the next ``min_gap - 1`` steps are not attacked whatever their score, so that a smooth score that stays
 above the threshold does not spend the whole budget on one run of consecutive steps (the online
-counterpart of the replay protocol's ``"detector-spaced"``).
+counterpart of the replay protocol's ``"detector-spaced"``). ``delay`` (default 0) makes the detector's
+method attack that many steps after the step whose score passed the threshold (the replay protocol's
+negative ``lead``).
 
 Thresholds left as ``None`` are calibrated on ``calibration_episodes`` clean episodes of seeds disjoint
 from the evaluation seeds: the ``1 - rate`` quantile of the per-step scores, with ``rate`` (default
@@ -119,6 +121,7 @@ def evaluate_online_attack(
     n_boot: int = 2000,
     progress: Callable[[int, int], None] | None = None,
     min_gap: int = 1,
+    delay: int = 0,
 ) -> AttackReport:
     """The online-protocol comparison over ``episodes`` seeds ``seed, seed + 1, ...`` (module docstring).
 
@@ -140,6 +143,9 @@ def evaluate_online_attack(
         win_threshold: an episode is won when its return is above this.
         progress: called as ``progress(done, total)`` after each evaluation seed.
         min_gap: the detector and victim methods attack no two steps closer than this (a cooldown; 1: none).
+        delay: the detector's method attacks ``delay`` steps after the step whose score passed the threshold
+            (critwrap's addition; the online counterpart of the replay protocol's negative lead: the score
+            of step ``t - delay``, computed from the frames up to it, decides step ``t``). Default 0.
     """
     t0 = time.perf_counter()
     if not isinstance(victim, Victim):
@@ -162,6 +168,12 @@ def evaluate_online_attack(
     if int(min_gap) != min_gap or min_gap < 1:
         raise ValueError(f"min_gap must be an integer >= 1 steps, got {min_gap}")
     gap = int(min_gap)
+    if isinstance(delay, bool) or int(delay) != delay or delay < 0:
+        raise ValueError(
+            f"delay must be an integer >= 0 steps (the online protocol cannot attack before a frame it has "
+            f"not seen), got {delay!r}"
+        )
+    delay = int(delay)
     pert = make_perturbation(perturbation, epsilon=epsilon)
     pert.check(env.observation_space, env.action_space, victim)
     if "victim" in methods:
@@ -195,8 +207,11 @@ def evaluate_online_attack(
         use_rate = float("nan") if rate is None else float(rate)
 
     def detector_rule(t: int, rec: EpisodeRecord) -> bool:
-        lo = 0 if window is None else max(0, len(rec.frames) - int(window))
-        scores = np.asarray(detector.score(np.stack(rec.frames[lo:])), dtype=np.float64)
+        hi = len(rec.frames) - delay  # the frames up to step t - delay
+        if hi < 1:
+            return False
+        lo = 0 if window is None else max(0, hi - int(window))
+        scores = np.asarray(detector.score(np.stack(rec.frames[lo:hi])), dtype=np.float64)
         return bool(scores[-1] >= float(threshold))  # type: ignore[arg-type]
 
     def victim_rule(t: int, rec: EpisodeRecord) -> bool:
@@ -289,6 +304,7 @@ def evaluate_online_attack(
             "calibration_seeds": cal_seeds,
             "window": window,
             "min_gap": gap,
+            "delay": delay,
             "random_matches": "detector" if "detector" in methods else "k",
             "victim_importance": victim.importance_method,
             "victim_sample": victim.sample,

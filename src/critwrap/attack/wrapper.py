@@ -80,6 +80,8 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         seed: seed of the perturbation's randomness; ``reset(seed=s)`` reseeds it from ``(s, seed)`` (and a
             ``"random"`` detector's scores too), so that seeded episodes are repeatable.
         min_gap: attack no two steps closer than this many steps (1, the default: no cooldown).
+        delay: attack ``delay`` steps after the step whose score passed the threshold (the score of step
+            ``t - delay`` decides step ``t``; the replay protocol's negative ``lead``). Default 0.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         window: int | None = None,
         seed: int | None = None,
         min_gap: int = 1,
+        delay: int = 0,
     ) -> None:
         CritwrapWrapper.__init__(
             self,
@@ -110,6 +113,7 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
             window=window,
             seed=seed,
             min_gap=min_gap,
+            delay=delay,
         )
         gym.Wrapper.__init__(self, env)
         if int(k) < 0:
@@ -119,6 +123,9 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         if int(min_gap) != min_gap or min_gap < 1:
             raise ValueError(f"min_gap must be an integer >= 1 steps, got {min_gap}")
         self.min_gap = int(min_gap)
+        if isinstance(delay, bool) or int(delay) != delay or delay < 0:
+            raise ValueError(f"delay must be an integer >= 0 steps, got {delay!r}")
+        self.delay = int(delay)
         self.detector = load_detector_like(detector)
         self.k = int(k)
         self.threshold = float(threshold)
@@ -156,7 +163,11 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         return self._n_attacked
 
     def _current_score(self) -> float:
-        frames = self._frames if self.window is None else self._frames[-self.window :]
+        """The score that decides the current step: of the frame ``delay`` steps ago (``-inf`` before it)."""
+        hi = len(self._frames) - self.delay
+        if hi < 1:
+            return float("-inf")
+        frames = self._frames[:hi] if self.window is None else self._frames[max(0, hi - self.window) : hi]
         scores = np.asarray(self.detector.score(np.stack(frames)), dtype=np.float64)
         return float(scores[-1])
 

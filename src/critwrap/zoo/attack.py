@@ -374,8 +374,11 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol == "replay" and any(online_only.values()):
         given = ", ".join(k for k, v in online_only.items() if v)
         raise ValueError(f"{given} apply to --protocol online only")
-    if args.protocol == "online" and (lead != 0 or args.allow_short):
-        raise ValueError("--lead and --allow-short apply to --protocol replay only")
+    if args.protocol == "online" and (lead > 0 or lead_candidates is not None or args.allow_short):
+        raise ValueError(
+            "--allow-short, --lead auto and a positive --lead apply to --protocol replay only (the online "
+            "protocol cannot attack before a frame it has not seen; a negative --lead delays its attack)"
+        )
     env_kwargs: dict[str, Any] = {}
     if args.env_kwarg:
         import yaml
@@ -434,6 +437,7 @@ def run(args: argparse.Namespace) -> int:
                 calibration_episodes=args.calibration_episodes,
                 window=args.window,
                 min_gap=1 if args.min_gap is None else args.min_gap,
+                delay=-lead,
                 **common,
             )
         else:
