@@ -117,3 +117,22 @@ def test_cut_windows_slices_observations_rewards_and_labels() -> None:
     assert [w.label for w in cut_windows([np.zeros((5, 1))], 2, label=lambda e, s, t: s)] == [0, 2, 3]
     with pytest.raises(ValueError, match="width"):
         cut_windows([ep], 0)
+
+
+def test_fit_on_windows_cuts_whole_episodes_into_clips_for_the_member(tmp_path: Path) -> None:
+    class Recorder(Marker):
+        registry_name = ""
+
+        def fit(self, episodes: Any, **kwargs: Any) -> Recorder:
+            self.seen = [len(e.observations) for e in episodes]
+            self.val = [len(e.observations) for e in kwargs.get("val_episodes") or []]
+            return self
+
+    eps = [Episode(np.zeros((n, 1)), label=1) for n in (9, 3)]
+    plain = Windowed(Recorder(), 4).fit(eps)
+    assert plain.member.seen == [9, 3]  # type: ignore[attr-defined]
+    cut = Windowed(Recorder(), 4, fit_on_windows=True).fit(eps, val_episodes=eps[:1])
+    assert cut.member.seen == [4, 4, 4, 3] and cut.member.val == [4, 4, 4]  # type: ignore[attr-defined]
+    det = Windowed(RandomDetector(seed=0), 4, fit_on_windows=True)
+    det.save(tmp_path / "w")
+    assert load_detector(tmp_path / "w").fit_on_windows is True  # type: ignore[attr-defined]

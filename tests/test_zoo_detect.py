@@ -323,7 +323,7 @@ def test_fit_on_windows_saves_a_windowed_detector(
     text = capsys.readouterr().out
     assert "cut 12 episodes into" in text and "windows every 2 steps" in text
     det = load_detector(out)
-    assert isinstance(det, Windowed) and (det.width, det.stride) == (4, 2)
+    assert isinstance(det, Windowed) and (det.width, det.stride, det.fit_on_windows) == (4, 2, True)
     ep = load_episodes(data["test"])[0]
     assert det.score(ep.frames).shape == (len(ep),)
     # the training clips: 6-9 frames per episode -> two or three 4-frame clips, the last one end-aligned

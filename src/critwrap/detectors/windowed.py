@@ -53,11 +53,21 @@ class Windowed(Detector):
         width: frames per window (the clip length the member was trained on).
         stride: steps between window starts (default ``width // 2``: every frame lies in about two
             windows). ``stride == width`` gives disjoint windows (plus the end-aligned last one).
+        fit_on_windows: ``fit`` cuts the episodes it is given into disjoint ``width``-frame clips
+            (:func:`cut_windows`: each with its episode's label, or its own rewards) before fitting the
+            member, so that callers that refit on whole episodes (``DetectorRefresh``) train it on clips.
+            Default ``False``: the member is fitted on the episodes as given.
     """
 
     registry_name: ClassVar[str] = "windowed"
 
-    def __init__(self, member: Detector | dict[str, Any], width: int, stride: int | None = None) -> None:
+    def __init__(
+        self,
+        member: Detector | dict[str, Any],
+        width: int,
+        stride: int | None = None,
+        fit_on_windows: bool = False,
+    ) -> None:
         from critwrap.detectors.ensemble import _member
 
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
@@ -70,6 +80,7 @@ class Windowed(Detector):
             )
         self.member = _member(member)
         self.width, self.stride = int(width), int(stride)
+        self.fit_on_windows = bool(fit_on_windows)
 
     def starts(self, n: int) -> list[int]:
         """First steps of the windows that cover an episode of ``n`` frames."""
@@ -83,7 +94,12 @@ class Windowed(Detector):
         return s
 
     def fit(self, episodes: Iterable[Any], **kwargs: Any) -> Windowed:
-        """Fit the member on ``episodes`` as given (cut them with :func:`cut_windows` to train on clips)."""
+        """Fit the member on ``episodes`` as given, or on their ``width``-frame clips with ``fit_on_windows``
+        (otherwise cut them yourself with :func:`cut_windows` to train on clips)."""
+        if self.fit_on_windows:
+            episodes = cut_windows(episodes, self.width)
+            if "val_episodes" in kwargs and kwargs["val_episodes"] is not None:
+                kwargs["val_episodes"] = cut_windows(kwargs["val_episodes"], self.width)
         self.member.fit(episodes, **kwargs)
         return self
 
@@ -136,6 +152,7 @@ class Windowed(Detector):
             "member": {"detector": self.member.registry_name, "config": self.member.get_config()},
             "width": self.width,
             "stride": self.stride,
+            "fit_on_windows": self.fit_on_windows,
         }
 
     def _get_state(self) -> dict[str, np.ndarray]:

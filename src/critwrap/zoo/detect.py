@@ -629,7 +629,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.windows is not None:
         from critwrap.detectors.windowed import Windowed
 
-        detector = Windowed(detector, args.windows)
+        detector = Windowed(detector, args.windows, fit_on_windows=True)
         print(f"scoring whole episodes with {args.windows}-frame windows every {detector.stride} steps")
     if args.overwrite and out.exists():
         for name in ("config.json", "weights.safetensors"):
