@@ -350,21 +350,34 @@ def mask_by_ball_row(
     return out
 
 
-def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
+def _setup(a: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """A worker's env, victim (keyed samples) and detector, on one torch thread."""
     import torch
     from stable_baselines3 import PPO
 
-    from critwrap.attack import Victim, evaluate_attack, run_episode
+    from critwrap.attack import Victim
 
-    a, seeds = job
     torch.set_num_threads(1)
     env = make_env(a["max_steps"], game=a["game"])
     victim = Victim(PPO.load(a["victim"], device="cpu"), sample=True)
-    det = load_scorer(Path(a["dsi"]), a.get("windows", 0))
+    return env, victim, load_scorer(Path(a["dsi"]), a.get("windows", 0))
+
+
+def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
+    """The attack rows of ``seeds`` per k; with ``a["leads"]`` (run M3's calibration) instead the detector's
+    drop at every candidate lead (:func:`critwrap.attack.choose_lead`)."""
+    from critwrap.attack import choose_lead, evaluate_attack, run_episode
+
+    a, seeds = job
+    env, victim, det = _setup(a)
     rows = []
     for s in seeds:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
         for k in a["ks"]:
+            if "leads" in a:
+                got = choose_lead(env, victim, det, k=k, leads=a["leads"], clean_runs=[clean], frames=frame)
+                rows.append({"seed": s, "k": k, "drops": {str(x): float(d[0]) for x, d in got.drops.items()}})
+                continue
             lead = a["lead"][str(k)] if isinstance(a["lead"], dict) else a["lead"]
             rep = evaluate_attack(
                 env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=lead, n_boot=10,
@@ -373,27 +386,6 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
             row = report_row(rep, s, k, clean.length)
             row["detector_spread"] = rep.settings.get("detector_spread_median")
             rows.append(row)
-    return rows
-
-
-def _cal_worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
-    """Run M3's calibration: per seed and k, the detector's drop at every candidate lead (choose_lead)."""
-    import torch
-    from stable_baselines3 import PPO
-
-    from critwrap.attack import Victim, choose_lead, run_episode
-
-    a, seeds = job
-    torch.set_num_threads(1)
-    env = make_env(a["max_steps"], game=a["game"])
-    victim = Victim(PPO.load(a["victim"], device="cpu"), sample=True)
-    det = load_scorer(Path(a["dsi"]), a.get("windows", 0))
-    rows = []
-    for s in seeds:
-        clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
-        for k in a["ks"]:
-            got = choose_lead(env, victim, det, k=k, leads=a["leads"], clean_runs=[clean], frames=frame)
-            rows.append({"seed": s, "k": k, "drops": {str(x): float(d[0]) for x, d in got.drops.items()}})
     return rows
 
 
@@ -409,7 +401,7 @@ def calibrate_leads(args: argparse.Namespace, a: dict[str, Any]) -> dict[str, An
             f"the calibration seeds overlap the evaluation seeds ({min(overlap)}..{max(overlap)})"
         )
     b = dict(a, leads=list(args.calibrate_leads))
-    rows = run_chunks(cal, args.out / "calibration.jsonl", b, _cal_worker)
+    rows = run_chunks(cal, args.out / "calibration.jsonl", b, _worker)
     table: dict[str, dict[str, float]] = {}
     chosen: dict[str, int] = {}
     for k in args.ks:
