@@ -511,3 +511,20 @@ def test_detector_device_is_applied_and_checked(tmp_path: Path) -> None:
         make_buffer(str(tmp_path / "rand"), detector_device="cuda")
     with pytest.raises(ValueError, match="without a detector"):
         make_buffer(None, detector_device="cpu")
+
+
+def test_a_windowed_detector_scores_the_buffers_episodes_by_windows() -> None:
+    from critwrap.detectors.windowed import Windowed
+
+    class PerClip(TableDetector):
+        """Scores relative to the best step of the clip it is given (so the window changes the scores)."""
+
+        def score(self, frames: np.ndarray) -> np.ndarray:
+            s = super().score(frames)
+            return s / s.max()
+
+    det = Windowed(PerClip(SCORES), 4, 2)
+    buf = filled(det)
+    want = det.score(np.arange(8, dtype=np.float32)[:, None])
+    np.testing.assert_allclose(buf.scores[:8, 0], want, rtol=1e-6)
+    assert not np.allclose(want, [SCORES[t] for t in range(8)])  # not the whole-episode scores
