@@ -12,6 +12,10 @@ bricks broken (one per brick); an attack that loses the ball early costs the res
 Pong's structure: its games last 2500 steps whatever happens, and a collision costs the chicken its
 progress across the road but not the game, so critical steps occur all through a game.
 
+``--game space_invaders`` (run SI) and ``--game asterix``: one-life games like Breakout, but where a
+wrong action is fatal only when a shot or an enemy is next to the player, so k random actions cost
+less of the score and the k = 30 ratio is not capped near 1.3x as on Breakout (runs M3-M5).
+
 Stages (each skipped when its output exists, so a killed run resumes):
 
 1. **Victim.** PPO with MinAtar's own network (one 3x3 convolution with 16 channels, a 128-unit layer),
@@ -60,9 +64,17 @@ GAMES = {
     "breakout": "MinAtar/Breakout-v1",
     "freeway": "MinAtar/Freeway-v1",
     "seaquest": "MinAtar/Seaquest-v1",
+    "space_invaders": "MinAtar/SpaceInvaders-v1",
+    "asterix": "MinAtar/Asterix-v1",
 }
-#: training-episode cap per game (Breakout: 500 steps; Freeway ends by itself after 2500; Seaquest 1000)
-TRAIN_STEPS: dict[str, int | None] = {"breakout": 500, "freeway": None, "seaquest": 1000}
+#: training-episode cap per game (Breakout: 500 steps; Freeway ends by itself after 2500; the others 1000)
+TRAIN_STEPS: dict[str, int | None] = {
+    "breakout": 500,
+    "freeway": None,
+    "seaquest": 1000,
+    "space_invaders": 1000,
+    "asterix": 1000,
+}
 DATA_SEED = 100_000
 CHECK_SEED = 30_000
 SCALE = 3
