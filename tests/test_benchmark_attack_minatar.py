@@ -32,10 +32,11 @@ def test_frames_scale_each_cell_to_a_block(bench: object) -> None:
     assert (f[27:30, 6:9, 0] == 255).all() and f.sum() == 9 * 255
 
 
-def test_games_replay_exactly_without_sticky_actions_and_differ_across_seeds(bench: object) -> None:
-    env = bench.make_env(200)  # type: ignore[attr-defined]
+@pytest.mark.parametrize("game", ["breakout", "freeway", "seaquest", "space_invaders", "asterix"])
+def test_games_replay_exactly_without_sticky_actions(bench: object, game: str) -> None:
+    env = bench.make_env(200, game=game)  # type: ignore[attr-defined]
 
-    def game(seed: int, actions: np.ndarray) -> list[bytes]:
+    def play(seed: int, actions: np.ndarray) -> list[bytes]:
         obs, _ = env.reset(seed=seed)
         seen = [obs.tobytes()]
         for a in actions:
@@ -45,9 +46,20 @@ def test_games_replay_exactly_without_sticky_actions_and_differ_across_seeds(ben
                 break
         return seen
 
-    actions = np.random.default_rng(0).integers(0, 3, size=200)
-    assert game(1, actions) == game(1, actions)
-    starts = {game(s, actions[:1])[0] for s in range(20)}
+    actions = np.random.default_rng(0).integers(0, env.action_space.n, size=200)
+    assert play(1, actions) == play(1, actions)
+    games = {b"".join(play(s, actions)) for s in range(20)}
+    if game == "space_invaders":
+        # MinAtar's Space Invaders has no randomness of its own: the evaluated games differ only through
+        # the victim's keyed samples (docs/benchmarks_attack.md, run SI)
+        assert len(games) == 1
+    else:
+        assert len(games) > 1
+
+
+def test_breakout_start_depends_on_the_seed(bench: object) -> None:
+    env = bench.make_env(200)  # type: ignore[attr-defined]
+    starts = {env.reset(seed=s)[0].tobytes() for s in range(20)}
     assert len(starts) > 1  # the ball's start depends on the seed
 
 
