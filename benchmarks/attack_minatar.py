@@ -270,14 +270,14 @@ def cut_windows(episodes: list[Any], width: int, cap: int, seed: int = 0) -> lis
     return out
 
 
-def load_scorer(path: Path, windows: int) -> Any:
+def load_scorer(path: Path, windows: int, profile: list[float] | None = None) -> Any:
     """The fitted DSI at ``path``, behind critwrap's :class:`~critwrap.detectors.windowed.Windowed` (stride
-    ``windows // 2``) when ``windows``."""
+    ``windows // 2``, ``position_profile=profile``) when ``windows``."""
     from critwrap.detectors.dsi import DSI
     from critwrap.detectors.windowed import Windowed
 
     det = DSI.load(path)
-    return Windowed(det, windows, max(1, windows // 2)) if windows else det
+    return Windowed(det, windows, max(1, windows // 2), position_profile=profile) if windows else det
 
 
 def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k: int = 10) -> dict[str, Any]:
@@ -289,7 +289,7 @@ def where_check(args: argparse.Namespace, victim_path: Path, games: int = 40, k:
 
     env = make_env(args.max_steps, game=args.minatar_game)
     victim = Victim(PPO.load(victim_path, device="cpu"), sample=True)
-    det = load_scorer(args.out / "dsi", args.windows)
+    det = load_scorer(args.out / "dsi", args.windows, getattr(args, "profile", None))
     lengths, det_end, vic_end, det_first, vic_first = [], [], [], [], []
     for s in range(args.seed, args.seed + games):
         ep = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
@@ -372,7 +372,7 @@ def _setup(a: dict[str, Any]) -> tuple[Any, Any, Any]:
     torch.set_num_threads(1)
     env = make_env(a["max_steps"], game=a["game"])
     victim = Victim(PPO.load(a["victim"], device="cpu"), sample=True)
-    return env, victim, load_scorer(Path(a["dsi"]), a.get("windows", 0))
+    return env, victim, load_scorer(Path(a["dsi"]), a.get("windows", 0), a.get("position_profile"))
 
 
 def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
@@ -461,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
         "sliding windows (critwrap.detectors.windowed.Windowed, stride windows // 2); 0 (default, run M): whole games",
     )
     p.add_argument(
+        "--position-profile",
+        action="store_true",
+        help="run SI2 (with --windows): subtract the DSI's mean score per window position, measured on the "
+        "detector data games (Windowed.fit_position_profile), before averaging the windows",
+    )
+    p.add_argument(
         "--calibrate-leads",
         type=int,
         nargs="+",
@@ -477,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     data_epsilons(args.data_epsilon)
+    if args.position_profile and not args.windows:
+        p.error("--position-profile needs --windows (it corrects the sliding-window scores)")
     if args.windows < 0:
         p.error(f"--windows: expected 0 (whole games) or a window length >= 1, got {args.windows}")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -505,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         train_dsi(args, episodes, max_length=args.windows)
         det = load_scorer(args.out / "dsi", args.windows)
+        if args.position_profile:
+            # run SI2: the DSI's mean score per window position over the detector data games' windows
+            det.fit_position_profile(games)
+            args.profile = det.position_profile.tolist()
+            (args.out / "position_profile.json").write_text(json.dumps(args.profile, indent=1))
+            log(f"position profile: {np.round(det.position_profile, 3).tolist()}")
         check = check_detector(det, games)
     else:
         det = train_dsi(args, episodes, max_length=args.max_steps)
@@ -523,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_steps": args.max_steps,
         "game": args.minatar_game,
         "windows": args.windows,
+        "position_profile": getattr(args, "profile", None),
     }
     if args.calibrate_leads:
         calibration = calibrate_leads(args, a)

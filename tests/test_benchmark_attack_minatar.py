@@ -143,3 +143,10 @@ def test_attack_minatar_windows_pipeline_runs(tmp_path: Path, bench: object) -> 
     assert res["calibration"]["chosen"] == cal["chosen"]
     with pytest.raises(SystemExit, match="overlap"):
         bench.main([*argv, "--calibrate-leads", "0", "--calibration-seed", "20001", "--tag", "bad"])  # type: ignore[attr-defined]
+    # run SI2: the DSI's positional prior measured on the data games and subtracted before averaging
+    assert bench.main([*argv, "--position-profile", "--tag", "pp"]) == 0  # type: ignore[attr-defined]
+    prof = json.loads((tmp_path / "position_profile.json").read_text())
+    assert len(prof) == 6 and all(np.isfinite(prof))
+    assert json.loads((tmp_path / "results_pp.json").read_text())["reports"]
+    with pytest.raises(SystemExit):
+        bench.main(["--out", str(tmp_path / "x"), "--position-profile"])  # type: ignore[attr-defined]

@@ -136,3 +136,53 @@ def test_fit_on_windows_cuts_whole_episodes_into_clips_for_the_member(tmp_path: 
     det = Windowed(RandomDetector(seed=0), 4, fit_on_windows=True)
     det.save(tmp_path / "w")
     assert load_detector(tmp_path / "w").fit_on_windows is True  # type: ignore[attr-defined]
+
+
+class LooksLate(Detector):
+    """A clip detector with a positional prior: each frame scores its position in the clip (0 .. 1), plus
+    2 on a planted frame (value 1 in the frame)."""
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        return self.score_batch([frames])[0]
+
+    def score_batch(self, episodes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for e in episodes:
+            e = np.asarray(e, dtype=np.float64).reshape(len(e), -1)
+            out.append((np.linspace(0, 1, len(e)) * (len(e) > 1) + 2 * e[:, 0]).astype(np.float32))
+        return out
+
+
+def test_position_profile_removes_the_end_of_episode_artifact() -> None:
+    frames = np.zeros((60, 1), dtype=np.float32)
+    frames[25] = 1  # the one frame that matters
+    det = Windowed(LooksLate(), 10)
+    # averaged as they are, the positional prior cancels inside the episode but not at its end: the last
+    # frames are covered only by the end-aligned window, in its late positions
+    raw = det.score(frames)
+    assert int(np.argmax(raw)) == 25
+    assert set(np.argsort(-raw, kind="stable")[:3].tolist()) >= {59, 58}
+    det.fit_position_profile([np.zeros((40, 1)), np.zeros((5, 1))])  # the short episode is skipped
+    assert np.allclose(det.position_profile, np.linspace(0, 1, 10))  # type: ignore[arg-type]
+    fixed = det.score(frames)
+    assert np.argsort(-fixed, kind="stable")[0] == 25
+    assert np.allclose(np.delete(fixed, 25), 0, atol=1e-6)  # no frame is ranked by its position any more
+
+
+def test_position_profile_is_saved_and_checked(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    eps = [rng.integers(0, 256, (25, 24, 24, 3), dtype=np.uint8) for _ in range(2)]
+    dsi = DSI(channels=(4, 8, 8, 8, 8), lstm_hidden=8, batch_size=8)
+    dsi.fit([Episode(e[:10], label=i) for i, e in enumerate(eps)], epochs=1, progress=False, seed=0)
+    det = Windowed(dsi, 10).fit_position_profile(eps)
+    assert det.position_profile is not None and det.position_profile.shape == (10,)
+    before = det.score(eps[0])
+    det.save(tmp_path / "w")
+    back = load_detector(tmp_path / "w")
+    assert isinstance(back, Windowed) and np.allclose(back.position_profile, det.position_profile)  # type: ignore[arg-type]
+    assert np.allclose(back.score(eps[0]), before, atol=1e-6)
+    with pytest.raises(ValueError, match="width=10 finite numbers"):
+        Windowed(dsi, 10, position_profile=[0.0] * 9)
+    with pytest.raises(ValueError, match="at least width=10 frames"):
+        Windowed(dsi, 10).fit_position_profile([eps[0][:5]])

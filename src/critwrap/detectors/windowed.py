@@ -57,6 +57,13 @@ class Windowed(Detector):
             (:func:`cut_windows`: each with its episode's label, or its own rewards) before fitting the
             member, so that callers that refit on whole episodes (``DetectorRefresh``) train it on clips.
             Default ``False``: the member is fitted on the episodes as given.
+        position_profile: ``width`` numbers subtracted from every window's scores by position before the
+            windows are averaged (set it with :meth:`fit_position_profile`). A detector trained on clips
+            that end where the outcome is decided learns where in a clip to look: its scores rise towards
+            the clip's end whatever the clip shows. Averaged over overlapping windows that prior cancels
+            out except at the episode's end, which only the end-aligned last window covers, so the last
+            frames of every episode come out on top. Subtracting the member's mean score at each position
+            (over many windows) removes it. ``None`` (default): scores are averaged as they are.
     """
 
     registry_name: ClassVar[str] = "windowed"
@@ -67,6 +74,7 @@ class Windowed(Detector):
         width: int,
         stride: int | None = None,
         fit_on_windows: bool = False,
+        position_profile: Sequence[float] | None = None,
     ) -> None:
         from critwrap.detectors.ensemble import _member
 
@@ -81,6 +89,32 @@ class Windowed(Detector):
         self.member = _member(member)
         self.width, self.stride = int(width), int(stride)
         self.fit_on_windows = bool(fit_on_windows)
+        self.position_profile: np.ndarray | None = None
+        if position_profile is not None:
+            prof = np.asarray(position_profile, dtype=np.float64)
+            if prof.shape != (self.width,) or not np.isfinite(prof).all():
+                raise ValueError(
+                    f"position_profile must hold width={self.width} finite numbers, got shape {prof.shape}"
+                )
+            self.position_profile = prof
+
+    def fit_position_profile(self, episodes: Iterable[Any]) -> Windowed:
+        """Set :attr:`position_profile` to the member's mean score at each position of a window, over all
+        full ``width``-frame windows (as :meth:`score` cuts them) of ``episodes`` (arrays of frames or
+        :class:`~critwrap.episodes.Episode` objects, e.g. the detector's training games). Episodes shorter
+        than ``width`` are skipped; at least one must be long enough."""
+        from critwrap.episodes import Episode
+
+        clips: list[np.ndarray] = []
+        for ep in episodes:
+            frames = np.asarray(ep.observations if isinstance(ep, Episode) else ep)
+            if len(frames) >= self.width:
+                clips.extend(frames[s : s + self.width] for s in self.starts(len(frames)))
+        if not clips:
+            raise ValueError(f"fit_position_profile needs an episode of at least width={self.width} frames")
+        parts = np.stack([np.asarray(m, dtype=np.float64) for m in self.member.score_batch(clips)])
+        self.position_profile = parts.mean(axis=0)
+        return self
 
     def starts(self, n: int) -> list[int]:
         """First steps of the windows that cover an episode of ``n`` frames."""
@@ -130,6 +164,8 @@ class Windowed(Detector):
                         f"the member detector returned {m.shape} scores for a window of "
                         f"{min(self.width, n - s)} frames"
                     )
+                if self.position_profile is not None:
+                    m = m - self.position_profile[: len(m)]
                 total[s : s + len(m)] += m
                 count[s : s + len(m)] += 1
             out.append((total / np.maximum(count, 1)).astype(np.float32))
@@ -153,6 +189,7 @@ class Windowed(Detector):
             "width": self.width,
             "stride": self.stride,
             "fit_on_windows": self.fit_on_windows,
+            "position_profile": None if self.position_profile is None else self.position_profile.tolist(),
         }
 
     def _get_state(self) -> dict[str, np.ndarray]:
