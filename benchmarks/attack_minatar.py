@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--methods: expected some of {ALL_METHODS}, got {args.methods}")
     sfx = f"_{args.tag}" if args.tag else ""
     args.episodes_file = f"episodes{sfx}.jsonl"
-    title = f"MinAtar {args.minatar_game.title()}"
+    title = f"MinAtar {args.minatar_game.replace('_', ' ').title()}"
     args.perturb, args.epsilon, args.game = "action", None, title.replace(" ", "-")
 
     import torch
