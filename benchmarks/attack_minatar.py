@@ -375,6 +375,19 @@ def _setup(a: dict[str, Any]) -> tuple[Any, Any, Any]:
     return env, victim, load_scorer(Path(a["dsi"]), a.get("windows", 0), a.get("position_profile"))
 
 
+def _scorers(a: dict[str, Any], det: Any) -> dict[str, Any]:
+    """Run SI3: the DSI's two scorings by name ("plain": windows averaged as they are, "profile": the
+    position profile subtracted first), both on the same member; otherwise ``{"": det}``."""
+    if "scorings" not in a:
+        return {"": det}
+    from critwrap.detectors.windowed import Windowed
+
+    return {
+        "plain": Windowed(det.member, det.width, det.stride),
+        "profile": Windowed(det.member, det.width, det.stride, position_profile=a["scorings"]),
+    }
+
+
 def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
     """The attack rows of ``seeds`` per k; with ``a["leads"]`` (run M3's calibration) instead the detector's
     drop at every candidate lead (:func:`critwrap.attack.choose_lead`)."""
@@ -387,12 +400,22 @@ def _worker(job: tuple[dict[str, Any], list[int]]) -> list[dict[str, Any]]:
         clean = run_episode(env, victim, seed=s, frames=frame, keep_frames=True)
         for k in a["ks"]:
             if "leads" in a:
-                got = choose_lead(env, victim, det, k=k, leads=a["leads"], clean_runs=[clean], frames=frame)
-                rows.append({"seed": s, "k": k, "drops": {str(x): float(d[0]) for x, d in got.drops.items()}})
+                drops = {}
+                for name, scorer in _scorers(a, det).items():
+                    got = choose_lead(
+                        env, victim, scorer, k=k, leads=a["leads"], clean_runs=[clean], frames=frame
+                    )
+                    pre = f"{name}:" if name else ""
+                    drops.update({f"{pre}{x}": float(d[0]) for x, d in got.drops.items()})
+                rows.append({"seed": s, "k": k, "drops": drops})
                 continue
             lead = a["lead"][str(k)] if isinstance(a["lead"], dict) else a["lead"]
+            scorer = det
+            if isinstance(lead, str):  # run SI3: "scoring:lead", chosen per k by the calibration
+                name, lead = lead.split(":")
+                scorer, lead = _scorers(a, det)[name], int(lead)
             rep = evaluate_attack(
-                env, victim, det, k=k, clean_runs=[clean], frames=frame, detector_lead=lead, n_boot=10,
+                env, victim, scorer, k=k, clean_runs=[clean], frames=frame, detector_lead=lead, n_boot=10,
                 allow_short=True, methods=a["methods"], detector_min_gap=a["gap"],
             )  # fmt: skip
             row = report_row(rep, s, k, clean.length)
@@ -413,16 +436,21 @@ def calibrate_leads(args: argparse.Namespace, a: dict[str, Any]) -> dict[str, An
             f"the calibration seeds overlap the evaluation seeds ({min(overlap)}..{max(overlap)})"
         )
     b = dict(a, leads=list(args.calibrate_leads))
-    rows = run_chunks(cal, args.out / "calibration.jsonl", b, _worker)
+    if getattr(args, "calibrate_scoring", False):
+        b["scorings"] = a["position_profile"]
+        b["position_profile"] = None
+    name = "calibration_scoring.jsonl" if "scorings" in b else "calibration.jsonl"  # rows of another kind
+    rows = run_chunks(cal, args.out / name, b, _worker)
     table: dict[str, dict[str, float]] = {}
-    chosen: dict[str, int] = {}
+    chosen: dict[str, Any] = {}
+    cands: list[Any] = list(b["leads"])
+    if "scorings" in b:  # run SI3: every (scoring, lead) pair, plain first (ties: the first listed)
+        cands = [f"{name}:{x}" for name in ("plain", "profile") for x in b["leads"]]
     for k in args.ks:
-        means = {
-            str(x): float(np.mean([r["drops"][str(x)] for r in rows if r["k"] == k])) for x in b["leads"]
-        }
+        means = {str(x): float(np.mean([r["drops"][str(x)] for r in rows if r["k"] == k])) for x in cands}
         table[str(k)] = means
-        chosen[str(k)] = max(b["leads"], key=lambda x: (means[str(x)], -b["leads"].index(x)))
-        log(f"calibration k={k}: mean drop per lead {means}; chosen lead {chosen[str(k)]}")
+        chosen[str(k)] = max(cands, key=lambda x: (means[str(x)], -cands.index(x)))
+        log(f"calibration k={k}: mean drop per candidate {means}; chosen {chosen[str(k)]}")
     out = {
         "seeds": [cal.seed, cal.seed + cal.episodes - 1],
         "games": len({r["seed"] for r in rows}),
@@ -467,6 +495,13 @@ def main(argv: list[str] | None = None) -> int:
         "detector data games (Windowed.fit_position_profile), before averaging the windows",
     )
     p.add_argument(
+        "--calibrate-scoring",
+        action="store_true",
+        help="run SI3 (with --windows and --calibrate-leads): the calibration also chooses, per k, between "
+        "the plain sliding-window scores and the position-profile ones (the profile measured as for "
+        "--position-profile)",
+    )
+    p.add_argument(
         "--calibrate-leads",
         type=int,
         nargs="+",
@@ -485,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     data_epsilons(args.data_epsilon)
     if args.position_profile and not args.windows:
         p.error("--position-profile needs --windows (it corrects the sliding-window scores)")
+    if args.calibrate_scoring and not (args.windows and args.calibrate_leads):
+        p.error("--calibrate-scoring needs --windows and --calibrate-leads")
+    if args.calibrate_scoring:
+        args.position_profile = True  # the profile is measured; the calibration decides whether to use it
     if args.windows < 0:
         p.error(f"--windows: expected 0 (whole games) or a window length >= 1, got {args.windows}")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -542,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate_leads:
         calibration = calibrate_leads(args, a)
         a["lead"] = calibration["chosen"]
+        if args.calibrate_scoring:
+            a["scorings"] = a["position_profile"]
     rows = run_chunks(args, args.out / args.episodes_file, a, _worker)
     where = where_check(args, victim_path)
     if args.minatar_game == "breakout":

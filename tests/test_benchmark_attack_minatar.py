@@ -150,3 +150,12 @@ def test_attack_minatar_windows_pipeline_runs(tmp_path: Path, bench: object) -> 
     assert json.loads((tmp_path / "results_pp.json").read_text())["reports"]
     with pytest.raises(SystemExit):
         bench.main(["--out", str(tmp_path / "x"), "--position-profile"])  # type: ignore[attr-defined]
+    # run SI3: the calibration chooses per k between the plain and the profile scoring, and the lead
+    argv4 = [*argv, "--calibrate-scoring", "--calibrate-leads", "-1", "0", "--calibration-episodes", "2"]
+    assert bench.main([*argv4, "--tag", "sc"]) == 0  # type: ignore[attr-defined]
+    cal = json.loads((tmp_path / "calibration.json").read_text())
+    assert set(cal["mean_drop"]["1"]) == {"plain:-1", "plain:0", "profile:-1", "profile:0"}
+    assert cal["mean_drop"]["1"][cal["chosen"]["1"]] == max(cal["mean_drop"]["1"].values())
+    assert json.loads((tmp_path / "results_sc.json").read_text())["calibration"]["chosen"] == cal["chosen"]
+    with pytest.raises(SystemExit):
+        bench.main(["--out", str(tmp_path / "y"), "--windows", "6", "--calibrate-scoring"])  # type: ignore[attr-defined]
