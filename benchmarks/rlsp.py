@@ -60,7 +60,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import yaml
 
 ENV_ID = "InvertedPendulum-v5"
 METHODS = ("deep-rlsp", "average-features", "waypoints", "gail", "gail-gp", "gail-norm", "gail-gp-norm")
@@ -254,6 +253,7 @@ def run(args: argparse.Namespace) -> Path:
         sb3_policy,
     )
     from critwrap.rlsp.gail import train_gail
+    from critwrap.zoo.specs import parse_value
 
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> Path:
     }
     for item in args.set:
         key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = parse_value(value)
     started = time.process_time()
     expert, expert_info = train_expert(out, args.expert_steps, args.eval_episodes, env_id)
     expert_policy = sb3_policy(expert)

@@ -150,3 +150,29 @@ def test_rlsp_gail_writes_a_policy_and_reports_its_true_return(capsys: pytest.Ca
     rc, _, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "states.npy", "--method", "gail",
                      "--out", "g2", "--hp", "learning_rate")  # fmt: skip
     assert rc == 1 and "KEY=VALUE" in err
+
+
+def test_rlsp_set_reads_scientific_notation_as_a_number() -> None:
+    # YAML 1.1 reads "1e-5" as a string; the zoo's --set must give RLSPConfig a float, not crash mid-run
+    import argparse
+
+    from critwrap.zoo.rlsp import _config
+
+    args = argparse.Namespace(set=["vae_lr=1e-5", "horizon=5", "reset_solver=false"], seed=3, verbose=0,
+                              preset="fast")  # fmt: skip
+    cfg = _config(args)
+    assert cfg.vae_lr == pytest.approx(1e-5) and isinstance(cfg.vae_lr, float)
+    assert cfg.horizon == 5 and cfg.reset_solver is False and cfg.seed == 3
+
+
+def test_rlsp_config_rejects_settings_of_the_wrong_type() -> None:
+    from critwrap.rlsp.deep_rlsp import RLSPConfig
+
+    with pytest.raises(TypeError, match="vae_lr must be float, got '1e-5'"):
+        RLSPConfig(vae_lr="1e-5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="horizon must be int"):
+        RLSPConfig(horizon=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="reset_solver must be bool"):
+        RLSPConfig(reset_solver=1)  # type: ignore[arg-type]
+    cfg = RLSPConfig(learning_rate=1, mdn_stdev=None, sac_kwargs={"batch_size": 8})
+    assert isinstance(cfg.learning_rate, float) and cfg.mdn_stdev is None

@@ -140,6 +140,31 @@ class RLSPConfig:
     seed: int = 0
     verbose: int = 0
 
+    def __post_init__(self) -> None:
+        # Settings often come from the command line (``--set vae_lr=1e-5``); a string or a bool where a
+        # number belongs would otherwise fail deep inside a run (or, worse, be silently truthy).
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kinds = {part.strip() for part in str(f.type).split("|")}
+            if value is None and "None" in kinds:
+                continue
+            if "bool" in kinds:
+                ok = isinstance(value, bool)
+            elif "int" in kinds:
+                ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            elif "float" in kinds:
+                ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+                if ok:
+                    setattr(self, f.name, float(value))
+            elif any(k.startswith("dict") for k in kinds):
+                ok = isinstance(value, dict)
+            else:
+                ok = True
+            if not ok:
+                raise TypeError(
+                    f"RLSPConfig.{f.name} must be {f.type}, got {value!r} ({type(value).__name__})"
+                )
+
     @classmethod
     def small(cls, **overrides: Any) -> RLSPConfig:
         """Tiny models and budgets, for tests and smoke runs (minutes become seconds)."""

@@ -381,13 +381,13 @@ def run(args: argparse.Namespace) -> int:
         )
     env_kwargs: dict[str, Any] = {}
     if args.env_kwarg:
-        import yaml
+        from critwrap.zoo.specs import parse_value
 
         for item in args.env_kwarg:
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise ValueError(f"--env-kwarg must be KEY=VALUE, got {item!r}")
-            env_kwargs[key.strip()] = yaml.safe_load(value)
+            env_kwargs[key.strip()] = parse_value(value)
     perturbation = make_perturbation(args.perturb, epsilon=args.epsilon, pgd_steps=args.pgd_steps)
     loaded = resolve_model(
         args.model, args.algo, args.env, normalize_specs(list(args.wrapper), "--wrapper"), args.device

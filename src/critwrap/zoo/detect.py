@@ -338,14 +338,14 @@ def render_gif(
 
 
 def _parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
-    import yaml
+    from critwrap.zoo.specs import parse_value
 
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_value(value)
     return out
 
 

@@ -112,9 +112,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    import yaml
-
     from critwrap.rlsp.deep_rlsp import RLSPConfig
+    from critwrap.zoo.specs import parse_value
 
     overrides: dict[str, Any] = {}
     fields = set(RLSPConfig.__dataclass_fields__)
@@ -124,7 +123,7 @@ def _config(args: argparse.Namespace) -> Any:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         if key not in fields:
             raise ValueError(f"--set: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = parse_value(value)
     overrides.setdefault("seed", args.seed)
     overrides.setdefault("verbose", int(args.verbose))
     if args.preset == "paper":
@@ -237,9 +236,9 @@ def run(args: argparse.Namespace) -> int:
 def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: float) -> int:
     import gymnasium as gym
     import numpy as np
-    import yaml
 
     from critwrap.rlsp.gail import train_gail
+    from critwrap.zoo.specs import parse_value
 
     if args.gail_steps < 1:
         raise ValueError(f"--gail-steps must be >= 1, got {args.gail_steps}")
@@ -248,7 +247,7 @@ def _run_gail(args: argparse.Namespace, states: Any, notes: dict[str, Any], t0: 
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--hp expects KEY=VALUE, got {item!r}")
-        sac_kwargs[key] = yaml.safe_load(value)
+        sac_kwargs[key] = parse_value(value)
     model, gail = train_gail(
         args.env,
         states,
