@@ -116,3 +116,12 @@ def test_format_spec_round_trips() -> None:
     text = format_spec("record-episodes", kwargs)
     assert parse_spec_string(text) == ("record-episodes", kwargs)
     assert format_spec("w", {}) == "w"
+
+
+def test_parse_value_reads_scientific_notation_inside_lists_and_mappings() -> None:
+    from critwrap.zoo.specs import parse_value
+
+    assert parse_value("1e-5") == pytest.approx(1e-5)
+    value = parse_value("{learning_rate: 3e-4, betas: [9e-1, 1E0], name: '1e-3x'}")
+    assert value == {"learning_rate": pytest.approx(3e-4), "betas": [0.9, 1.0], "name": "1e-3x"}
+    assert isinstance(value["learning_rate"], float) and isinstance(value["betas"][0], float)

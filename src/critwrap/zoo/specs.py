@@ -66,10 +66,20 @@ def coerce_scalar(value: Any) -> Any:
     return value
 
 
-def parse_value(text: str) -> Any:
-    """Parse one value with ``yaml.safe_load`` (never ``yaml.load``), reading ``1e-3`` as a float."""
-    value = yaml.safe_load(text)
+def _coerce_nested(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _coerce_nested(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce_nested(v) for v in value]
     return coerce_scalar(value)
+
+
+def parse_value(text: str) -> Any:
+    """Parse one value with ``yaml.safe_load`` (never ``yaml.load``), reading ``1e-3`` as a float.
+
+    Also inside lists and mappings: ``{learning_rate: 3e-4}`` gives a float, as SB3 expects.
+    """
+    return _coerce_nested(yaml.safe_load(text))
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
