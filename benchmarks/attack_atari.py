@@ -335,7 +335,15 @@ def paired_ratio(
         boot = d_a[idx].mean(axis=1) / d_b[idx].mean(axis=1)
     point = float(d_a.mean() / d_b.mean()) if d_b.mean() != 0 else float("inf")
     lo, hi = np.nanquantile(boot, [0.025, 0.975])
-    return {"ratio": point, "ci_low": float(lo), "ci_high": float(hi)}
+    # a ratio over a drop that is not above 0 (the attack did not lower the score) has no meaning
+    return {"ratio": point, "ci_low": float(lo), "ci_high": float(hi), "defined": bool(d_b.mean() > 0)}
+
+
+def format_ratio(v: dict[str, Any], digits: int = 2) -> str:
+    """``1.23 [0.90, 1.80]``, or ``n/a`` when the denominator's mean drop is not above 0."""
+    if not v.get("defined", True):
+        return "n/a (its drop is not above 0)"
+    return f"{v['ratio']:.{digits}f} [{v['ci_low']:.{digits}f}, {v['ci_high']:.{digits}f}]"
 
 
 def paired_diff(ret_b: np.ndarray, ret_a: np.ndarray, idx: np.ndarray) -> dict[str, float]:
@@ -406,9 +414,7 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
             format_table(table),
             "",
             "drop ratio vs random-k (paired bootstrap 95% CI): "
-            + ", ".join(
-                f"{m} {v['ratio']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" for m, v in ratios.items()
-            ),
+            + ", ".join(f"{m} {format_ratio(v)}" for m, v in ratios.items()),
             "",
         ]
         if controls:
@@ -416,6 +422,8 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> tuple[str
                 "detector's drop minus each control's (paired bootstrap 95% CI): "
                 + ", ".join(
                     f"{b} {v['diff']:.1f} [{v['diff_ci_low']:.1f}, {v['diff_ci_high']:.1f}] (ratio {v['ratio']:.2f})"
+                    if v["defined"]
+                    else f"{b} {v['diff']:.1f} [{v['diff_ci_low']:.1f}, {v['diff_ci_high']:.1f}] (ratio n/a)"
                     for b, v in controls.items()
                 ),
                 "",

@@ -42,3 +42,19 @@ def test_paired_diff_is_the_difference_of_drops_with_a_bootstrap_ci(bench: tuple
     assert 9.5 < d["diff_ci_low"] < d["diff"] < d["diff_ci_high"] < 10.5
     same = atari.paired_diff(ret_control, ret_control.copy(), idx)  # no difference: a CI of zero width at 0
     assert same["diff"] == 0.0 and same["diff_ci_low"] == 0.0 and same["diff_ci_high"] == 0.0
+
+
+def test_paired_ratio_is_marked_undefined_when_the_denominator_drop_is_not_positive(
+    bench: tuple[object, object],
+) -> None:
+    atari, _ = bench
+    rng = np.random.default_rng(0)
+    clean = rng.normal(30.0, 1.0, size=50)
+    idx = rng.integers(0, 50, size=(200, 50))
+    # a detector costing 4 points against a random-k costing 2: ratio about 2, defined
+    v = atari.paired_ratio(clean, clean - 4.0, clean - 2.0, idx)
+    assert v["defined"] and v["ratio"] == pytest.approx(2.0)
+    assert atari.format_ratio(v) == "2.00 [2.00, 2.00]"
+    # random-k raised the score: the ratio is not a meaningful number and must not print as one
+    v = atari.paired_ratio(clean, clean - 4.0, clean + 1.0, idx)
+    assert not v["defined"] and atari.format_ratio(v).startswith("n/a")
