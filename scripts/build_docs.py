@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
 README_PARTS = ["critical", "subgoal", "nstep", "attack", "feedback", "rlsp", "attention", "reports"]
-BENCHMARK_PARTS = ["critical_states", "subgoal", "nstep", "attack", "feedback", "attention", "rlsp"]
+BENCHMARK_PARTS = ["glance", "critical_states", "subgoal", "nstep", "attack", "feedback", "attention", "rlsp"]
 
 BENCHMARKS_HEADER = """# Benchmarks
 
