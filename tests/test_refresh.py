@@ -309,3 +309,47 @@ def test_detector_device_moves_the_refreshed_detector() -> None:
     assert cb.detector.device == torch.device("cpu")
     with pytest.raises(ValueError, match="CPU only"):
         DetectorRefresh(detector="random", detector_device="cuda")
+
+
+def test_windowed_detector_is_refreshed_with_the_callbacks_settings(tmp_path: Path) -> None:
+    # a Windowed DSI fitted on clips (the attack benchmark's detector): DetectorRefresh must pass its
+    # epochs / fine-tuning / progress settings through to the member, not fit it with the member's defaults
+    from stable_baselines3 import PPO
+
+    from critwrap.detectors.windowed import Windowed
+
+    member = tiny_dsi(epochs=7)
+    det = Windowed(member, 8, fit_on_windows=True)
+    assert not det.is_fitted
+    cb = DetectorRefresh(det, every=128, min_episodes=2, max_episodes=6, epochs=1, finetune_epochs=1)
+    model = PPO("CnnPolicy", make_venv(2), n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(512, callback=cb)
+    assert cb.refreshes >= 2 and det.is_fitted and member.is_fitted
+    assert cb.last_metrics["fine_tuned"] == 1.0  # later refreshes continue the member's weights
+    # the last fit ran one epoch (the callback's finetune_epochs), not the member's configured 7
+    assert len(member.history) == 1
+    scores = det.score(np.zeros((20, 56, 56, 3), np.uint8))
+    assert scores.shape == (20,) and np.isfinite(scores).all()
+
+
+def test_ensemble_members_get_distinct_seeds_and_the_callbacks_epochs() -> None:
+    from critwrap.detectors.ensemble import MeanEnsemble
+
+    members = [tiny_dsi(epochs=5), tiny_dsi(epochs=5)]
+    ens = MeanEnsemble(members)
+    assert not ens.is_fitted
+    cb = DetectorRefresh(ens, every=10_000, epochs=1)
+    eps = [
+        critwrap.episodes.Episode(np.random.default_rng(i).integers(0, 255, (12, 56, 56, 3), np.uint8),
+                                  rewards=np.full(12, float(i % 2)), episode_return=float(12 * (i % 2)))
+        for i in range(6)
+    ]  # fmt: skip
+    warm, _ = cb._fit(eps)
+    assert not warm and ens.is_fitted
+    assert [len(m.history) for m in members] == [1, 1]
+    # different seeds: the two members do not end up with the same weights
+    a, b = (next(m.detector_net.parameters()).detach() for m in members)
+    assert not torch.equal(a, b)
+    warm, _ = cb._fit(eps)
+    assert warm and [len(m.history) for m in members] == [1, 1]

@@ -134,6 +134,22 @@ def _wrappers_with_set_detector(env: Any) -> list[Any]:
     return found
 
 
+def fit_parameters(detector: Any) -> set[str]:
+    """The keyword arguments ``detector.fit`` takes. For wrappers whose ``fit(episodes, **kwargs)`` hands
+    them on (:class:`~critwrap.detectors.windowed.Windowed`'s ``member``,
+    :class:`~critwrap.detectors.ensemble.MeanEnsemble`'s ``members``), those of the wrapped detectors
+    (every member's, for an ensemble), so that epochs, warm starts and progress settings reach them."""
+    params = inspect.signature(detector.fit).parameters
+    names = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        inner = getattr(detector, "members", None)
+        if inner is None and getattr(detector, "member", None) is not None:
+            inner = [detector.member]
+        if inner:
+            names |= set.intersection(*(fit_parameters(m) for m in inner))
+    return names
+
+
 class DetectorRefresh(EpisodeRecorderCallback):
     """Refit (or fine-tune) a detector on recent training episodes every ``every`` steps and hot-swap it.
 
@@ -422,7 +438,7 @@ class DetectorRefresh(EpisodeRecorderCallback):
     def _fit(self, episodes: list[Episode]) -> tuple[bool, float]:
         """Fit the detector; returns (fine-tuned?, seconds)."""
         det = self.detector
-        params = inspect.signature(det.fit).parameters
+        params = fit_parameters(det)
         kwargs = dict(self.fit_kwargs)
         warm = "warm_start" in params and bool(getattr(det, "is_fitted", False))
         if "epochs" in params:

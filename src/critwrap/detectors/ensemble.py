@@ -68,11 +68,21 @@ class MeanEnsemble(Detector):
                     "entry-point group to use it in a saved ensemble"
                 )
 
+    @property
+    def is_fitted(self) -> bool:
+        """Whether every member is fitted (members without an ``is_fitted`` attribute count as fitted)."""
+        return all(bool(getattr(m, "is_fitted", True)) for m in self.members)
+
     def fit(self, episodes: Iterable[Any], **kwargs: Any) -> MeanEnsemble:
-        """Fit every member on the same episodes (a list is kept in memory so each member sees all)."""
+        """Fit every member on the same episodes (a list is kept in memory so each member sees all).
+
+        A ``seed`` keyword gives member ``i`` the seed ``seed + i``, so that members of the same
+        configuration do not become copies of each other.
+        """
         episodes = list(episodes)
-        for m in self.members:
-            m.fit(episodes, **kwargs)
+        seed = kwargs.pop("seed", None)
+        for i, m in enumerate(self.members):
+            m.fit(episodes, **kwargs, **({} if seed is None else {"seed": int(seed) + i}))
         return self
 
     def score(self, frames: np.ndarray) -> np.ndarray:

@@ -127,6 +127,11 @@ class Windowed(Detector):
             s.append(n - self.width)
         return s
 
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the member is fitted (members without an ``is_fitted`` attribute count as fitted)."""
+        return bool(getattr(self.member, "is_fitted", True))
+
     def fit(self, episodes: Iterable[Any], **kwargs: Any) -> Windowed:
         """Fit the member on ``episodes`` as given, or on their ``width``-frame clips with ``fit_on_windows``
         (otherwise cut them yourself with :func:`cut_windows` to train on clips)."""
