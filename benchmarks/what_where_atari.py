@@ -35,7 +35,7 @@ import numpy as np
 EXTRACTORS = ("nature-cnn", "what-where")
 
 
-def _run(job: tuple[str, str, int, int, int, str]) -> dict[str, Any]:
+def _run(job: tuple[Any, ...]) -> dict[str, Any]:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -44,12 +44,15 @@ def _run(job: tuple[str, str, int, int, int, str]) -> dict[str, Any]:
     import critwrap
     from critwrap.extractors import WhatWhereExtractor
 
-    name, game, steps, seed, eval_episodes, out = job
+    name, game, steps, seed, eval_episodes, out = job[:6]
+    ww_kwargs: dict[str, Any] = dict(job[6]) if len(job) > 6 else {}
     torch.set_num_threads(1)
     venv = make_vec_env(lambda: Monitor(critwrap.make(game, training=True)), n_envs=4, seed=seed)
     kwargs: dict[str, Any] = {}
     if name == "what-where":
         kwargs["features_extractor_class"] = WhatWhereExtractor
+        if ww_kwargs:
+            kwargs["features_extractor_kwargs"] = ww_kwargs
     model = PPO(
         "CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4, clip_range=0.1,
         ent_coef=0.01, vf_coef=0.5, seed=seed, policy_kwargs=kwargs, verbose=0,
@@ -86,6 +89,7 @@ def _run(job: tuple[str, str, int, int, int, str]) -> dict[str, Any]:
         "train_seconds": train_s,
         "train_cpu_seconds": train_cpu,
         "steps_per_cpu_second": steps / max(train_cpu, 1e-9),
+        **({"extractor_kwargs": ww_kwargs} if name == "what-where" and ww_kwargs else {}),
     }
 
 
@@ -212,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extractors", nargs="+", choices=EXTRACTORS, default=list(EXTRACTORS))
     p.add_argument("--summary-only", action="store_true")
     p.add_argument(
+        "--ww-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
+        help="WhatWhereExtractor keyword arguments (e.g. features_dim=512); recorded in each row; use a "
+        "separate --out per variant",
+    )  # fmt: skip
+    p.add_argument(
         "--merge", type=Path, nargs="+", default=[], metavar="JSONL",
         help="runs.jsonl-style files of earlier runs to include in the summary (not rerun)",
     )  # fmt: skip
@@ -220,12 +229,20 @@ def main(argv: list[str] | None = None) -> int:
         help="after the runs, write attention maps (PNG, GIF) of this seed's saved what-where model to OUT",
     )  # fmt: skip
     args = p.parse_args(argv)
+    from critwrap.zoo.specs import parse_value
+
+    ww_kwargs: dict[str, Any] = {}
+    for item in args.ww_kwargs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--ww-kwargs expects KEY=VALUE, got {item!r}")
+        ww_kwargs[key] = parse_value(value)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "runs.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     done = {(r["extractor"], r["game"], r["steps"], r["seed"]) for r in rows}
     jobs = [
-        (name, args.game, args.steps, seed, args.eval_episodes, str(args.out))
+        (name, args.game, args.steps, seed, args.eval_episodes, str(args.out), tuple(ww_kwargs.items()))
         for seed in args.seeds
         for name in args.extractors
         if (name, args.game, args.steps, seed) not in done

@@ -66,3 +66,8 @@ def test_summary_only_merges_earlier_runs_and_refuses_repeats(
     (out / "runs.jsonl").write_text(json.dumps(_rows([1.0], [2.0])[0]) + "\n")
     with pytest.raises(SystemExit, match="repeat runs"):
         bench.main(args)  # type: ignore[attr-defined]
+
+
+def test_ww_kwargs_must_be_key_value(bench: object, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--out", str(tmp_path), "--summary-only", "--ww-kwargs", "features_dim"])  # type: ignore[attr-defined]
