@@ -618,6 +618,21 @@ def test_choose_lead_finds_the_offset_of_a_shifted_detector() -> None:
         choose_lead(env, model, FlagDetector(), k=1, episodes=1, leads=(0, 0))
 
 
+class ForgivingCorridor(CriticalCorridor):
+    """Every action earns 1: no perturbation can lower the return."""
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        return self._obs(), 1.0, self.t >= self.length, False, {}
+
+
+def test_choose_lead_warns_when_no_lead_lowers_the_return() -> None:
+    env = ForgivingCorridor()
+    with pytest.warns(RuntimeWarning, match="at no lead in \\[0, 1\\] did the detector's top-1 attack lower"):
+        got = choose_lead(env, always_zero(env), FlagDetector(), k=1, episodes=2, leads=(0, 1))
+    assert got.lead == 0 and got.mean_drops() == {0: 0.0, 1: 0.0}
+
+
 def test_spaced_top_k_keeps_the_gap_and_fills_when_it_cannot() -> None:
     scores = np.array([0, 1, 2, 9, 8, 7, 1, 0, 5, 0], dtype=float)
     assert spaced_top_k(scores, 3) == [3, 4, 5]  # the plain top-3: one run of neighbours

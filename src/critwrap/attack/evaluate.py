@@ -465,4 +465,12 @@ def choose_lead(
         drops[lead] = rep.returns["clean"] - rep.returns["detector"]
     means = {lead: float(np.mean(d)) for lead, d in drops.items()}
     best = max(leads, key=lambda lead: (means[lead], -leads.index(lead)))
+    if means[best] <= 0:
+        warnings.warn(
+            f"choose_lead: at no lead in {leads} did the detector's top-{k} attack lower the victim's mean "
+            f"return on the {len(clean_runs)} calibration episodes (best mean drop {means[best]:.3g}, at lead "
+            f"{best}); the chosen lead is only the one that helps the victim least, not one that harms it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return LeadChoice(lead=best, k=int(k), seeds=[int(c.seed or 0) for c in clean_runs], drops=drops)
