@@ -809,3 +809,38 @@ def test_evaluate_online_attack_bad_input_and_prefix_scores() -> None:
     frames = [np.zeros(3, np.float32)] * 5
     assert prefix_scores(CountingDetector(), frames).tolist() == [1, 2, 3, 4, 5]  # never sees the future
     assert prefix_scores(CountingDetector(), frames, window=2).tolist() == [1, 2, 2, 2, 2]
+
+
+class ImageOnlyDetector(Detector):
+    """Refuses frames that are not (T, H, W, C) images, as a DSI trained on pixels does."""
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        if np.asarray(frames).ndim != 4:
+            raise ValueError(f"expected (T, H, W, C) frames, got shape {np.asarray(frames).shape}")
+        return np.zeros(len(frames))
+
+
+class ColumnDetector(Detector):
+    """Returns (T, 1) scores instead of (T,)."""
+
+    def score(self, frames: np.ndarray) -> np.ndarray:
+        return np.zeros((len(frames), 1))
+
+
+def test_a_detector_for_other_frames_fails_with_a_clear_error_in_every_protocol() -> None:
+    from critwrap.attack import evaluate_online_attack
+
+    env = CriticalCorridor()
+    model = always_zero(env)
+    msg = r"ImageOnlyDetector cannot score this env's frames \(\d+ frames of shape \(3,\), dtype float32\)"
+    with pytest.raises(ValueError, match=msg):
+        evaluate_attack(env, model, ImageOnlyDetector(), k=1, episodes=1)
+    with pytest.raises(ValueError, match=msg):
+        choose_lead(env, model, ImageOnlyDetector(), k=1, leads=[0, 1], episodes=1)
+    with pytest.raises(ValueError, match=msg):
+        evaluate_online_attack(env, model, ImageOnlyDetector(), k=1, episodes=1, threshold=0.5)
+    wrapped = CriticalAttack(CriticalCorridor(), ImageOnlyDetector(), k=1, threshold=0.5, victim=model)
+    with pytest.raises(ValueError, match=msg):  # the wrapper scores the first frame at reset
+        wrapped.reset(seed=0)
+    with pytest.raises(ValueError, match=r"returned scores of shape \(\d+, 1\)"):
+        evaluate_attack(env, model, ColumnDetector(), k=1, episodes=1, methods=["detector"])

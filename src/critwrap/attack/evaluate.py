@@ -42,6 +42,7 @@ from critwrap.attack.protocols import (
     random_steps,
     replay_attack,
     run_episode,
+    score_frames,
 )
 from critwrap.attack.victim import Victim
 
@@ -301,7 +302,7 @@ def evaluate_attack(
         )
         det_scores: np.ndarray | None = None
         if uses_detector:
-            det_scores = np.asarray(detector.score(clean.frames_array()), dtype=np.float64)
+            det_scores = score_frames(detector, clean.frames_array())
             if det_scores.size:
                 det_spread.append(detector_spread(det_scores))
         returns["clean"].append(clean.episode_return)

@@ -58,7 +58,13 @@ import numpy as np
 
 from critwrap.attack.evaluate import METHODS, AttackReport, detector_spread, flat_detector_check
 from critwrap.attack.perturbations import Perturbation, make_perturbation
-from critwrap.attack.protocols import EpisodeRecord, FrameSource, run_episode, run_online_episode
+from critwrap.attack.protocols import (
+    EpisodeRecord,
+    FrameSource,
+    run_episode,
+    run_online_episode,
+    score_frames,
+)
 from critwrap.attack.victim import Victim
 
 __all__ = ["calibrate_threshold", "evaluate_online_attack", "prefix_scores", "run_online_episode"]
@@ -71,9 +77,7 @@ def prefix_scores(detector: Any, frames: Sequence[np.ndarray], window: int | Non
     out = np.empty(len(frames), dtype=np.float64)
     for t in range(len(frames)):
         lo = 0 if window is None else max(0, t + 1 - window)
-        scores = np.asarray(detector.score(np.stack(frames[lo : t + 1])), dtype=np.float64)
-        if scores.shape != (t + 1 - lo,):
-            raise ValueError(f"the detector returned scores of shape {scores.shape} for {t + 1 - lo} frames")
+        scores = score_frames(detector, np.stack(frames[lo : t + 1]))
         out[t] = scores[-1]
     return out
 
@@ -211,7 +215,7 @@ def evaluate_online_attack(
         if hi < 1:
             return False
         lo = 0 if window is None else max(0, hi - int(window))
-        scores = np.asarray(detector.score(np.stack(rec.frames[lo:hi])), dtype=np.float64)
+        scores = score_frames(detector, np.stack(rec.frames[lo:hi]))
         return bool(scores[-1] >= float(threshold))  # type: ignore[arg-type]
 
     def victim_rule(t: int, rec: EpisodeRecord) -> bool:

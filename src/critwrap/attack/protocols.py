@@ -53,6 +53,7 @@ __all__ = [
     "replay_attack",
     "run_episode",
     "run_online_episode",
+    "score_frames",
     "spaced_top_k",
 ]
 
@@ -111,6 +112,27 @@ class EpisodeRecord:
 
     def frames_array(self) -> np.ndarray:
         return np.stack(self.frames)
+
+
+def score_frames(detector: Any, frames: Any) -> np.ndarray:
+    """``detector.score(frames)`` as float64 of shape ``(T,)``, with a clear error when the detector cannot
+    score these frames (a detector trained on other observations) or returns another shape."""
+    arr = np.asarray(frames)
+    try:
+        scores = np.asarray(detector.score(arr), dtype=np.float64)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise ValueError(
+            f"the detector {type(detector).__name__} cannot score this env's frames ({len(arr)} frames of shape "
+            f"{tuple(arr.shape[1:])}, dtype {arr.dtype}): {exc}. Use a detector trained on the frames it will "
+            "score (the same observations, preprocessing and frame stack), or choose what it scores with "
+            "frames= ('observations', 'render' or a callable; zoo attack --frames)"
+        ) from exc
+    if scores.shape != (len(arr),):
+        raise ValueError(
+            f"the detector {type(detector).__name__} returned scores of shape {scores.shape} for {len(arr)} "
+            f"frames; expected ({len(arr)},)"
+        )
+    return scores
 
 
 def get_frame(env: gym.Env[Any, Any], obs: Any, frames: FrameSource) -> np.ndarray:
@@ -317,7 +339,8 @@ def detector_steps(
     if scores is None:
         if detector is None:
             raise ValueError("give a detector or precomputed scores")
-        scores = np.asarray(detector.score(clean.frames_array()), dtype=np.float64)
+        scores = score_frames(detector, clean.frames_array())
+    scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (clean.length,):
         raise ValueError(
             f"the detector returned scores of shape {scores.shape} for an episode of {clean.length} steps"

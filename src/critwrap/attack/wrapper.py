@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 from critwrap.attack.perturbations import Perturbation, make_perturbation
-from critwrap.attack.protocols import FrameSource, get_frame
+from critwrap.attack.protocols import FrameSource, get_frame, score_frames
 from critwrap.attack.victim import Victim
 from critwrap.wrappers.base import CritwrapWrapper
 
@@ -168,7 +168,7 @@ class CriticalAttack(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         if hi < 1:
             return float("-inf")
         frames = self._frames[:hi] if self.window is None else self._frames[max(0, hi - self.window) : hi]
-        scores = np.asarray(self.detector.score(np.stack(frames)), dtype=np.float64)
+        scores = score_frames(self.detector, np.stack(frames))
         return float(scores[-1])
 
     def _observe(self, obs: Any, final: bool = False) -> Any:
