@@ -101,6 +101,10 @@ def test_rlsp_bad_input_gives_clear_errors(capsys: pytest.CaptureFixture[str]) -
     rc, _, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "wrong.npy", "--out", "x",
                      "--set", "no_such_setting=1")  # fmt: skip
     assert rc == 1 and "no_such_setting" in err
+    np.save("three.npy", np.zeros((3, 4)))  # fewer states than asked for: not silently fewer
+    rc, _, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "three.npy", "--n-states", "10",
+                     "--out", "x", *SMALL)  # fmt: skip
+    assert rc == 1 and "--n-states 10" in err and "only 3 states" in err
     assert not Path("x").exists()
 
 

@@ -172,6 +172,11 @@ def load_or_sample_states(
         states, returns = sample_states_from_policy(lambda: gym.make(env_id), expert, n_states, seed=seed)
         return states, expert, {"source": "policy", "policy": str(path), "episode_returns": returns}
     states = load_states(path, obs_dim)
+    if len(states) < n_states:
+        raise ValueError(
+            f"--n-states {n_states} asked for, but {path} holds only {len(states)} states; pass --n-states "
+            f"{len(states)} or a file with more states (or a policy to sample them from)"
+        )
     if len(states) > n_states:
         idx = np.random.default_rng(seed).choice(len(states), size=n_states, replace=False)
         states = states[np.sort(idx)]
