@@ -139,6 +139,32 @@ def test_train_ppo_writes_the_documented_layout(capsys: pytest.CaptureFixture[st
     assert PPO.load(run / "model.zip").num_timesteps == 256
 
 
+def test_eval_max_steps_caps_every_evaluation_and_slow_evaluations_are_noted(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from critwrap.zoo.callbacks import ZooEvalCallback
+
+    monkeypatch.setattr(ZooEvalCallback, "slow_seconds", -1.0)  # every evaluation counts as slow here
+    rc, _, err = zoo(
+        capsys,
+        "train", "ppo", "CartPole-v1", "--timesteps", 256, "--eval-freq", 128, "--eval-episodes", 2,
+        "--eval-max-steps", 7, "--save-freq", 0, *TINY_PPO,
+    )  # fmt: skip
+    assert rc == 0, err
+    assert err.count("note: the evaluation at step") == 1 and "--eval-max-steps" in err  # once, with the fix
+    run = run_path("ppo", "CartPole-v1")
+    assert read(run / "config.json")["eval_max_steps"] == 7
+    with np.load(run / "evaluations.npz") as data:
+        lengths = data["ep_lengths"]
+    assert lengths.shape == (2, 2) and lengths.max() == 7  # an untrained CartPole policy lasts longer than 7
+    assert max(read(run / "final_eval.json")["lengths"]) == 7
+    rc, out, err = zoo(capsys, "evaluate", "--run", run, "--episodes", 3)
+    assert rc == 0, err
+    assert "length 7.0 +- 0.0" in out  # the run's evaluation env keeps the cap
+    rc, _, err = zoo(capsys, "train", "ppo", "CartPole-v1", "-n", 64, "--eval-max-steps", 0, "--overwrite")
+    assert rc == 1 and "eval_max_steps" in err
+
+
 def test_train_dqn_on_minigrid_then_resume_continues(capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "train", "dqn", "MiniGrid-Empty-5x5-v0", "--eval-freq", 150, "--eval-episodes", 1, "--save-freq", 150,

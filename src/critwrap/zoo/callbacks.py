@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +54,16 @@ class ZooEvalCallback(EvalCallback):
     checkpoint resumed from, so the files keep one consistent history and ``best_mean_reward`` holds.
     """
 
+    #: an evaluation longer than this many seconds prints a one-time note (how to make evaluations cheaper)
+    slow_seconds: float = 60.0
+
     def __init__(self, eval_env: Any, *, log_dir: str | Path, **kwargs: Any) -> None:
         self.log_dir = Path(log_dir)
         super().__init__(
             eval_env, log_path=str(self.log_dir), best_model_save_path=str(self.log_dir), **kwargs
         )
         self.csv_path = self.log_dir / "evaluations.csv"
+        self.slow_noted = False
 
     def load_history(self, up_to: int | None = None) -> int:
         """Reload ``evaluations.npz`` (evaluations at or before ``up_to`` timesteps); returns how many."""
@@ -79,11 +85,25 @@ class ZooEvalCallback(EvalCallback):
 
     def _on_step(self) -> bool:
         before = len(self.evaluations_timesteps)
+        t0 = time.perf_counter()
         keep_going = super()._on_step()
         if len(self.evaluations_timesteps) != before:
+            seconds = time.perf_counter() - t0
+            self.logger.record("eval/seconds", seconds)
             write_evaluations_csv(
                 self.csv_path, self.evaluations_timesteps, self.evaluations_results, self.evaluations_length
             )
+            if seconds > self.slow_seconds and not self.slow_noted:
+                self.slow_noted = True
+                lengths = self.evaluations_length[-1]
+                print(
+                    f"note: the evaluation at step {self.num_timesteps} took {seconds:.0f} s ({len(lengths)} "
+                    f"episodes, mean length {np.mean(lengths):.0f} steps, longest {max(lengths)}); a greedy "
+                    "policy early in training can play until the env's time limit. Make evaluations cheaper "
+                    "with --eval-max-steps N (e.g. 4500 on Atari), --eval-freq or --eval-episodes.",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return keep_going
 
 

@@ -44,13 +44,17 @@ def make_env_fn(
     env_kwargs: Mapping[str, Any] | None = None,
     render_mode: str | None = None,
     monitor: bool = True,
+    max_episode_steps: int | None = None,
 ) -> Callable[[], gym.Env[Any, Any]]:
     """A picklable-enough thunk making ``critwrap.make(env, wrappers, training=...)`` inside a ``Monitor``.
 
     The ``Monitor`` is outermost, so training statistics (``rollout/ep_rew_mean``) are the returns the
     agent is trained on (for Atari with ``training=True``: per life and clipped); evaluation envs
-    (``training=False``) report game scores.
+    (``training=False``) report game scores. ``max_episode_steps`` ends (truncates) an episode after that
+    many agent steps (a ``TimeLimit`` under the ``Monitor``; the zoo's ``eval_max_steps``).
     """
+    if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or int(max_episode_steps) < 1):
+        raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
     wrapper_list = [(name, dict(kwargs)) for name, kwargs in wrappers]
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
@@ -62,6 +66,8 @@ def make_env_fn(
         import critwrap
 
         e = critwrap.make(env, wrappers=wrapper_list, training=training, **kwargs)
+        if max_episode_steps is not None:
+            e = gym.wrappers.TimeLimit(e, max_episode_steps=int(max_episode_steps))
         return Monitor(e) if monitor else e
 
     return _thunk
@@ -77,6 +83,7 @@ def make_vec_env(
     env_kwargs: Mapping[str, Any] | None = None,
     vec_env: str = "dummy",
     render_mode: str | None = None,
+    max_episode_steps: int | None = None,
 ) -> Any:
     """SB3 ``make_vec_env``-style: ``n_envs`` copies in a ``DummyVecEnv`` (or ``SubprocVecEnv`` with
     ``vec_env="subproc"``), each in a ``Monitor``, env ``i`` seeded with ``seed + i`` on its first reset."""
@@ -85,7 +92,14 @@ def make_vec_env(
     if n_envs < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
     fns = [
-        make_env_fn(env, wrappers=wrappers, training=training, env_kwargs=env_kwargs, render_mode=render_mode)
+        make_env_fn(
+            env,
+            wrappers=wrappers,
+            training=training,
+            env_kwargs=env_kwargs,
+            render_mode=render_mode,
+            max_episode_steps=max_episode_steps,
+        )
         for _ in range(n_envs)
     ]
     if vec_env == "dummy":
@@ -255,6 +269,7 @@ class LoadedRun:
             wrappers=wrappers,
             env_kwargs=hp.get("env_kwargs"),
             render_mode=render_mode,
+            max_episode_steps=cfg.get("eval_max_steps"),
         )
         return wrap_vec_env(
             venv,

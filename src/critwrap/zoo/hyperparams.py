@@ -80,6 +80,7 @@ ZOO_KEYS: dict[str, str] = {
     "frame_stack": "stack this many observations with VecFrameStack",
     "eval_freq": "evaluate every this many environment steps (0 disables)",
     "n_eval_episodes": "episodes per periodic evaluation",
+    "eval_max_steps": "end each evaluation episode after this many steps (default: the env's own limit)",
     "noise_type": "action noise for off-policy continuous control: normal | ornstein-uhlenbeck",
     "noise_std": "standard deviation of the action noise",
 }
@@ -457,7 +458,7 @@ def _check_zoo_values(raw: Mapping[str, Any], where: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 1 or int(value) != value:
             raise HyperparamsError(f"{where}: {key} must be a positive integer, got {value!r}")
 
-    for key in ("n_timesteps", "n_envs", "frame_stack", "n_eval_episodes"):
+    for key in ("n_timesteps", "n_envs", "frame_stack", "n_eval_episodes", "eval_max_steps"):
         positive_int(key)
     if "eval_freq" in raw and (not isinstance(raw["eval_freq"], int | float) or raw["eval_freq"] < 0):
         raise HyperparamsError(

@@ -91,6 +91,7 @@ class TrainOptions:
     variant: str | None = None
     eval_freq: int | None = None
     eval_episodes: int | None = None
+    eval_max_steps: int | None = None
     eval_skip_wrappers: Sequence[str] = ()
     buffer: str | None = None
     detector: str | None = None
@@ -243,6 +244,7 @@ def _new_config(opts: TrainOptions) -> dict[str, Any]:
         ("n_envs", opts.n_envs),
         ("eval_freq", opts.eval_freq),
         ("n_eval_episodes", opts.eval_episodes),
+        ("eval_max_steps", opts.eval_max_steps),
     ):
         if value is not None:
             raw[key] = int(value)
@@ -250,7 +252,7 @@ def _new_config(opts: TrainOptions) -> dict[str, Any]:
         raise HyperparamsError(
             f"{hp.where()}: no n_timesteps; set it in the YAML entry or pass --timesteps N"
         )
-    for key in ("n_timesteps", "n_envs", "n_eval_episodes", "eval_freq", "frame_stack"):
+    for key in ("n_timesteps", "n_envs", "n_eval_episodes", "eval_freq", "frame_stack", "eval_max_steps"):
         if key in raw:
             raw[key] = int(raw[key])
             if raw[key] < (0 if key == "eval_freq" else 1):
@@ -287,6 +289,7 @@ def _new_config(opts: TrainOptions) -> dict[str, Any]:
         "buffer": buffer,
         "eval_freq": int(raw.get("eval_freq", _default_eval_freq(n_timesteps))),
         "n_eval_episodes": int(raw.get("n_eval_episodes", 5)),
+        "eval_max_steps": int(raw["eval_max_steps"]) if "eval_max_steps" in raw else None,
         "save_freq": int(opts.save_freq) if opts.save_freq is not None else _default_save_freq(n_timesteps),
         "keep_checkpoints": int(opts.keep_checkpoints) if opts.keep_checkpoints is not None else 2,
         "device": opts.device,
@@ -478,6 +481,7 @@ def _train_in(rdir: Path, config: dict[str, Any], opts: TrainOptions, status: di
         training=False,
         wrappers=eval_wrappers,
         env_kwargs=hp.get("env_kwargs"),
+        max_episode_steps=config.get("eval_max_steps"),
     )
     eval_env = wrap_vec_env(
         eval_env, frame_stack=hp.get("frame_stack"), normalize=hp.get("normalize"), training=False
@@ -686,6 +690,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--eval-freq", type=int, default=None, help="evaluate every N timesteps (0: never)")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 5)")
     p.add_argument(
+        "--eval-max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="end each evaluation episode after N steps (default: the env's own limit; e.g. 4500 for "
+        "Atari's 5 minutes of play, where a greedy untrained policy can otherwise play 27000 steps)",
+    )
+    p.add_argument(
         "--save-freq",
         type=int,
         default=None,
@@ -728,6 +740,7 @@ def run(args: argparse.Namespace) -> int:
         variant=args.variant,
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
+        eval_max_steps=args.eval_max_steps,
         eval_skip_wrappers=args.eval_skip_wrapper,
         buffer=args.buffer,
         detector=args.detector,
