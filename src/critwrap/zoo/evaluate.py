@@ -44,6 +44,13 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="end each episode after N steps (default: the run's eval_max_steps, else the env's own limit)",
+    )
 
 
 def load_from_args(args: argparse.Namespace) -> Any:
@@ -58,7 +65,10 @@ def load_from_args(args: argparse.Namespace) -> Any:
         raise ValueError("give --run RUN_DIR, or --model PATH.zip with --algo ALGO and --env ENV")
     if args.run is not None and args.wrapper:
         raise ValueError("--wrapper is for --model without --run; a run's wrappers come from its config.json")
-    return load_run(
+    max_steps = getattr(args, "max_steps", None)
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
+    loaded = load_run(
         args.run,
         model_path=args.model,
         algo=args.algo,
@@ -66,6 +76,9 @@ def load_from_args(args: argparse.Namespace) -> Any:
         wrappers=normalize_specs(list(args.wrapper), "--wrapper"),
         device=args.device,
     )
+    if max_steps is not None:
+        loaded.config["eval_max_steps"] = int(max_steps)
+    return loaded
 
 
 def default_seed(config: dict[str, Any]) -> int:
@@ -118,6 +131,7 @@ def evaluate_run(
             "model": str(loaded.model_path),
             "algo": loaded.config["algo"],
             "env": loaded.config["env"],
+            "max_steps": loaded.config.get("eval_max_steps"),
             "num_timesteps": int(loaded.model.num_timesteps),
         }
     )
