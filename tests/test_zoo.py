@@ -165,6 +165,10 @@ def test_eval_max_steps_caps_every_evaluation_and_slow_evaluations_are_noted(
     assert rc == 0 and "length 5.0 +- 0.0" in out, err
     rc, out, err = zoo(capsys, "enjoy", "--run", run, "--episodes", 1, "--max-steps", 4, "--no-save")
     assert rc == 0 and "length 4" in out, err
+    rc, _, err = zoo(
+        capsys, "train", "ppo", "CartPole-v1", "-n", 512, "--resume", "--eval-max-steps", 9, *TINY_PPO
+    )
+    assert rc == 1 and "eval_max_steps cannot change when resuming (7" in err
     rc, _, err = zoo(capsys, "train", "ppo", "CartPole-v1", "-n", 64, "--eval-max-steps", 0, "--overwrite")
     assert rc == 1 and "eval_max_steps" in err
 

@@ -384,6 +384,11 @@ def run_training(opts: TrainOptions) -> TrainResult:
                 raise ValueError(
                     f"{key} cannot change when resuming ({config[key]} in {rdir / 'config.json'})"
                 )
+        if opts.eval_max_steps is not None and opts.eval_max_steps != config.get("eval_max_steps"):
+            raise ValueError(
+                f"eval_max_steps cannot change when resuming ({config.get('eval_max_steps')} in "
+                f"{rdir / 'config.json'}): the evaluations so far were made with it"
+            )
         for key, value in (
             ("eval_freq", opts.eval_freq),
             ("save_freq", opts.save_freq),
