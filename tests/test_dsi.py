@@ -289,8 +289,13 @@ def test_bad_validation_and_length_are_rejected(monkeypatch) -> None:  # type: i
 
 
 def test_bad_settings() -> None:
-    with pytest.raises(TypeError, match="unknown DSI setting"):
-        DSI(not_a_setting=1)
+    with pytest.raises(TypeError, match="unknown DSI setting") as err:
+        DSI(mask_budgett=0.1)
+    assert "did you mean 'mask_budget'" in str(err.value) and "newer critwrap" not in str(err.value)
+    with pytest.raises(
+        TypeError, match="newer critwrap"
+    ):  # a checkpoint's config with a setting unknown here
+        DSI({"a_future_setting": 1})
     with pytest.raises(ValueError, match="task"):
         DSIConfig(task="ranking")
     with pytest.raises(ValueError, match="channels"):

@@ -268,6 +268,9 @@ def test_fit_select_epoch_bad_input(
     opts = ["--restarts", "2", "--probe-epochs", "2", "--epochs", "2"]
     assert main([*base, "--detector", "dsi", *val, *opts, *TINY_SETS]) == 1
     assert "--probe-epochs (2) must be < --epochs (2)" in capsys.readouterr().err
+    zero = ["detect", "fit", "--data", str(data["train"]), "--out", str(tmp_path / "x"), "--epochs", "0"]
+    assert main([*zero, *TINY_SETS]) == 1  # an untrained detector is not saved
+    assert "--epochs must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -95,6 +95,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import math
 import os
 import time
@@ -613,9 +614,13 @@ class DSI(Detector):
         known = {f.name for f in dataclasses.fields(DSIConfig)}
         unknown = sorted(set(base) - known)
         if unknown:
+            from_config = [k for k in unknown if k not in kwargs]  # e.g. a saved checkpoint's config.json
+            hint = " (a checkpoint from a newer critwrap? upgrade critwrap to load it)" if from_config else ""
+            close = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+            did = "; ".join(f"{k!r}: did you mean {m[0]!r}?" for k, m in close.items() if m)
             raise TypeError(
-                f"unknown DSI setting(s) {unknown}; known: {sorted(known)} (a checkpoint from a newer "
-                "critwrap? upgrade critwrap to load it)"
+                f"unknown DSI setting(s) {unknown}; known: {sorted(known)}{hint}"
+                + (f" ({did})" if did else "")
             )
         self.config = DSIConfig(**base)
         self.history: list[dict[str, float]] = []

@@ -525,6 +525,8 @@ def _fit(args: argparse.Namespace) -> int:
         settings["seed"] = args.seed
     if args.restarts < 1:
         raise ValueError(f"--restarts must be >= 1, got {args.restarts}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1 (an untrained detector is not saved), got {args.epochs}")
     if args.restarts > 1 and not args.val:
         raise ValueError("--restarts chooses among seeds on validation episodes: give --val DIR")
     if args.select_epoch and not args.val:
