@@ -458,3 +458,55 @@ def test_zoo_adapter_fit_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert set(np.unique(binary.reset(seed=0)[0])) <= {0, 255}  # binarised mask
     assert main(["adapter", "fit", "--env", "CartPole-v1", "--out", str(tmp_path / "x"), "--size", "20"]) == 1
     assert "RGB" in capsys.readouterr().err
+
+
+def test_resize_wrapper_sizes_and_bad_input() -> None:
+    from critwrap.wrappers.resize import Resize
+
+    env = critwrap.make("Breakout", preprocess=False, wrappers=[("resize", {"size": 84})])
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape == (84, 84, 3) and obs.dtype == np.uint8
+    assert critwrap.make("Breakout", preprocess=False, wrappers=[("resize", {"size": [40, 32]})]).observation_space.shape == (40, 32, 3)  # fmt: skip
+    raw = critwrap.make("Breakout", preprocess=False)
+    for bad in (0, [84], "84", True):
+        with pytest.raises(ValueError, match="size"):
+            Resize(raw, size=bad)  # type: ignore[arg-type]
+    with pytest.raises(IncompatibleSpaceError, match=r"\(H, W\) or \(H, W, C\)"):
+        Resize(gym.make("CartPole-v1"), size=8)
+    with pytest.raises(IncompatibleSpaceError, match="channels-last"):
+        Resize(critwrap.make("Breakout"), size=8)  # (4, 84, 84) stacked grey frames
+
+
+def test_vai_on_an_env_with_its_own_frames_needs_sides_divisible_by_4_and_keeps_its_wrappers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Atari's 210x160 RGB frames: a clear error naming the resize wrapper; with it, fit -> show -> train."""
+    from critwrap.attention.pipeline import collect_random_frames
+    from critwrap.zoo.__main__ import main
+
+    with pytest.raises(ValueError, match=r"210x160 frames.*ResizeObservation|210x160 frames.*resize"):
+        collect_random_frames("ALE/Breakout-v5", 4)
+    episodes = collect_random_frames("ALE/Breakout-v5", 4, wrappers=[("resize", {"size": 20})])
+    assert [e.shape for e in episodes] == [(4, 20, 20, 3)]
+    out = tmp_path / "adapter"
+    argv = [
+        "adapter", "fit", "--env", "ALE/Breakout-v5", "--out", str(out), "--frames", "8",
+        "--stage1-width", "2", "--stage1-iterations", "1", "--stage1-batch", "2", "--stage2-width", "2",
+        "--stage2-iterations", "1", "--stage2-batch", "2", "--threshold", "-100", "--quiet",
+    ]  # fmt: skip
+    assert main([*argv, "--size", "20"]) == 1  # --size is for frames critwrap renders
+    assert "--wrapper" in capsys.readouterr().err
+    assert main([*argv, "--wrapper", "resize:size=20"]) == 0
+    meta = json.loads((out / "adapter.json").read_text())
+    assert meta["wrappers"] == [["resize", {"size": 20}]] and meta["image_shape"] == [3, 20, 20]
+    png = tmp_path / "show.png"
+    assert main(["adapter", "show", "--checkpoint", str(out), "--frames", "2", "--out", str(png)]) == 0
+    import imageio.v3 as iio
+
+    assert iio.imread(png).shape == (3 * 20 * 2, 2 * 20 * 2, 3)  # the saved resize was applied
+    env = critwrap.make(
+        "ALE/Breakout-v5",
+        wrappers=[("resize", {"size": 20}), ("attention-adapter", {"checkpoint": str(out)})],
+    )
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (20, 20, 3)

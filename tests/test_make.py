@@ -317,6 +317,11 @@ WRAPPER_CASES: dict[str, WrapperCase] = {
         kwargs=lambda tmp: {"tile_size": 4},
         rejects={"cartpole": IncompatibleSpaceError, "breakout-raw": IncompatibleSpaceError},
     ),
+    "resize": WrapperCase(
+        envs=["breakout-raw", "keycorridor"],
+        kwargs=lambda tmp: {"size": [28, 20]},
+        rejects={"cartpole": IncompatibleSpaceError, "seaquest-eval": IncompatibleSpaceError},
+    ),
     "action-subset": WrapperCase(
         envs=["keycorridor", "seaquest-eval", "cartpole"],
         kwargs=lambda tmp: {"actions": [1, 0]},

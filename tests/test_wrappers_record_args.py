@@ -27,6 +27,7 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
         lambda tmp: {"tile_size": 5, "fully_observed": True},
     ),
     "action-subset": (("KeyCorridor", {}), lambda tmp: {"actions": [2, 0]}),
+    "resize": (("Breakout", {"preprocess": False}), lambda tmp: {"size": [40, 32]}),
     "episodic-life": (("Breakout", {"preprocess": False}), lambda tmp: {}),
     "fire-reset": (("Breakout", {"preprocess": False}), lambda tmp: {"on_life_loss": True}),
     "record-episodes": (

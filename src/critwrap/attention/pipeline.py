@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +73,13 @@ def make_pixel_env(
     adapter_output: str = "masked",
     adapter_threshold: float | None = None,
     seed: int | None = None,
+    wrappers: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> gym.Env[Any, Any]:
     """A pixel env: MuJoCo envs are rendered (PixelObservation); others must already give RGB images.
+
+    ``wrappers``: wrapper specs (registry names or import paths, with kwargs) applied to the pixel frames
+    before the distraction and the adapter: for envs critwrap does not render, e.g.
+    ``[("gymnasium.wrappers:ResizeObservation", {"shape": [84, 84]})]`` for Atari's 210x160 RGB frames.
 
     ``distraction`` is a key of :data:`DISTRACTIONS`; ``adapter`` a checkpoint folder for
     :class:`~critwrap.wrappers.attention.AttentionAdapter` (applied last, after the distraction), with
@@ -84,20 +89,21 @@ def make_pixel_env(
     import critwrap
 
     render = render or RenderSettings()
+    extra = [(str(name), dict(kw)) for name, kw in wrappers]
     if distraction not in DISTRACTIONS:
         raise ValueError(f"unknown distraction {distraction!r}; choose from {sorted(DISTRACTIONS)}")
     probe = critwrap.make(env_id)
     is_mujoco = mujoco_handles(probe) is not None
     probe.close()
-    wrappers: list[Any] = []
+    stack: list[Any] = []
     specs = [(name, dict(kw)) for name, kw in DISTRACTIONS[distraction]]
     if seed is not None:
         for _, kw in specs:
             kw["seed"] = seed
     if is_mujoco:
         color = [s for s in specs if s[0] == "color-randomization"]
-        wrappers += color  # model edits go under the renderer
-        wrappers.append(
+        stack += color  # model edits go under the renderer
+        stack.append(
             (
                 "pixel-observation",
                 {
@@ -110,15 +116,17 @@ def make_pixel_env(
                 },
             )
         )
-        wrappers += [s for s in specs if s[0] != "color-randomization"]
+        stack += [(name, dict(kw)) for name, kw in extra]
+        stack += [s for s in specs if s[0] != "color-randomization"]
     else:
-        wrappers += specs
+        stack += [(name, dict(kw)) for name, kw in extra]
+        stack += specs
     if adapter is not None:
         kwargs: dict[str, Any] = {"checkpoint": str(adapter), "output": adapter_output}
         if adapter_threshold is not None:
             kwargs["threshold"] = float(adapter_threshold)
-        wrappers.append(("attention-adapter", kwargs))
-    return critwrap.make(env_id, wrappers=wrappers)
+        stack.append(("attention-adapter", kwargs))
+    return critwrap.make(env_id, wrappers=stack)
 
 
 def collect_random_frames(
@@ -127,6 +135,7 @@ def collect_random_frames(
     render: RenderSettings | None = None,
     seed: int = 0,
     episode_frames: int | None = None,
+    wrappers: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> list[np.ndarray]:
     """Random-policy episodes of RGB frames, each (T, H, W, 3) uint8, ``frames`` frames in total.
 
@@ -136,11 +145,19 @@ def collect_random_frames(
     """
     if episode_frames is not None and episode_frames < 2:
         raise ValueError(f"episode_frames must be at least 2 (frame pairs), got {episode_frames}")
-    env = make_pixel_env(env_id, render, channels_first=False)
+    env = make_pixel_env(env_id, render, channels_first=False, wrappers=wrappers)
     space = env.observation_space
     if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.shape[-1] == 3):
         raise ValueError(
             f"{env_id} does not give RGB frames (H, W, 3) (got {space}); VAI needs RGB image observations"
+        )
+    if space.shape[0] % 4 or space.shape[1] % 4:
+        env.close()
+        raise ValueError(
+            f"{env_id} gives {space.shape[0]}x{space.shape[1]} frames; VAI's networks need sides that are "
+            "multiples of 4: resize them with a wrapper, e.g. wrappers=[('gymnasium.wrappers:ResizeObservation', "
+            "{'shape': [84, 84]})] (zoo adapter fit --wrapper gymnasium.wrappers:ResizeObservation:shape=[84,84]), "
+            "and train the agent with the same wrapper"
         )
     env.action_space.seed(seed)
     episodes: list[np.ndarray] = []
@@ -174,12 +191,14 @@ def fit_vai(
     transporter: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
     episode_frames: int | None = None,
+    wrappers: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> dict[str, Any]:
     """Fit VAI's two stages on ``frames`` random-policy frames of ``env_id`` and save them in ``out``.
 
     Writes ``transporter.{json,safetensors}``, ``adapter.{json,safetensors}``, ``fit.json`` (settings,
     timings, final losses, foreground fraction) and returns the ``fit.json`` dict. ``transporter``: a
     folder with a stage-1 checkpoint to reuse instead of training one (to try other mask thresholds).
+    ``wrappers``: see :func:`make_pixel_env`; saved in the checkpoint, so :func:`show_adapter` uses them.
     """
     import torch
 
@@ -199,7 +218,10 @@ def fit_vai(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    episodes = collect_random_frames(env_id, frames, render, seed=seed, episode_frames=episode_frames)
+    extra = [(str(name), dict(kw)) for name, kw in wrappers]
+    episodes = collect_random_frames(
+        env_id, frames, render, seed=seed, episode_frames=episode_frames, wrappers=extra
+    )
     timings["collect_s"] = time.perf_counter() - start
     say(
         f"collected {sum(len(e) for e in episodes)} frames in {len(episodes)} episodes ({timings['collect_s']:.0f} s)"
@@ -235,7 +257,7 @@ def fit_vai(
     fraction = float(targets.mean())
     say(f"keypoint masks: {fraction:.1%} of the pixels are foreground")
     if fraction == 0.0:
-        raise RuntimeError(
+        raise ValueError(
             f"the keypoint masks are empty at threshold {threshold}; lower --threshold or train stage 1 longer"
         )
 
@@ -255,6 +277,7 @@ def fit_vai(
         stage2,
         render=asdict(render),
         env=env_id,
+        wrappers=[[name, kw] for name, kw in extra],
         threshold=threshold,
         mask_std=mask_std,
         foreground_fraction=fraction,
@@ -263,6 +286,7 @@ def fit_vai(
         "env": env_id,
         "frames": len(all_frames),
         "episode_frames": episode_frames,
+        "wrappers": [[name, kw] for name, kw in extra],
         "render": asdict(render),
         "stage1": asdict(stage1),
         "transporter_reused_from": None if transporter is None else str(transporter),
@@ -305,7 +329,9 @@ def show_adapter(
     render = (
         RenderSettings(**meta["render"]) if "render" in meta else RenderSettings(size=adapter.image_size[0])
     )
-    env = make_pixel_env(env_id, render, distraction=distraction, seed=seed)
+    saved = meta.get("wrappers") or []
+    wrappers = [(str(name), dict(kw)) for name, kw in saved] if env_id == meta.get("env") else []
+    env = make_pixel_env(env_id, render, distraction=distraction, seed=seed, wrappers=wrappers)
     env.action_space.seed(seed)
     shots = []
     obs, _ = env.reset(seed=seed)

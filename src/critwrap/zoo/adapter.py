@@ -41,7 +41,21 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
         default=None,
         help="cut each random episode after this many frames (critwrap's option; default: run to the end, VAI's)",
     )
-    p.add_argument("--size", type=int, default=84, help="rendered frame side, a multiple of 4 (default 84)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="rendered frame side of a MuJoCo env, a multiple of 4 (default 84); other envs: --wrapper",
+    )
+    p.add_argument(
+        "--wrapper",
+        action="append",
+        default=[],
+        metavar="NAME[:k=v,...]",
+        help="a wrapper on the frames (registry name or import path), saved with the adapter, e.g. "
+        "gymnasium.wrappers:ResizeObservation:shape=[84,84] for Atari's 210x160 RGB frames (train the agent "
+        "with the same wrapper); repeatable",
+    )
     p.add_argument("--camera", default="0", help="camera id or name (default 0)")
     p.add_argument("--action-repeat", type=int, default=8, help="action repeat while collecting (default 8)")
     p.add_argument("--no-shadows", action="store_true", help="render without shadows (much faster on CPU)")
@@ -125,16 +139,29 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     if (args.out / "adapter.json").exists() and not args.force:
         raise FileExistsError(f"{args.out} already holds an adapter; pass --force to overwrite it")
-    if args.size % 4:
-        raise ValueError(
-            f"--size must be a multiple of 4 (the networks downsample twice by 2), got {args.size}"
-        )
+    import critwrap
+    from critwrap.attention.pixels import mujoco_handles
+    from critwrap.zoo.specs import normalize_specs
+
+    size = 84 if args.size is None else args.size
+    if size % 4:
+        raise ValueError(f"--size must be a multiple of 4 (the networks downsample twice by 2), got {size}")
+    wrappers = normalize_specs(list(args.wrapper), "--wrapper")
+    if args.size is not None:
+        probe = critwrap.make(args.env)
+        rendered = mujoco_handles(probe) is not None
+        probe.close()
+        if not rendered:
+            raise ValueError(
+                f"--size sets the side of the frames critwrap renders for MuJoCo envs; {args.env} gives its own "
+                "frames: resize them with --wrapper gymnasium.wrappers:ResizeObservation:shape=[SIZE,SIZE]"
+            )
     if args.frames < 2:
         raise ValueError("--frames must be at least 2")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     render = RenderSettings(
-        size=args.size,
+        size=size,
         camera=_camera(args.camera),
         action_repeat=args.action_repeat,
         shadows=not args.no_shadows,
@@ -170,6 +197,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         transporter=args.transporter,
         log=log,
         episode_frames=args.episode_frames,
+        wrappers=wrappers,
     )
     summary["command_line"] = getattr(args, "command_line", sys.argv)
     (args.out / "fit.json").write_text(json.dumps(summary, indent=2, default=str))
