@@ -484,7 +484,7 @@ def test_vai_on_an_env_with_its_own_frames_needs_sides_divisible_by_4_and_keeps_
     from critwrap.attention.pipeline import collect_random_frames
     from critwrap.zoo.__main__ import main
 
-    with pytest.raises(ValueError, match=r"210x160 frames.*ResizeObservation|210x160 frames.*resize"):
+    with pytest.raises(ValueError, match=r"210x160 frames.*resize:size=84"):
         collect_random_frames("ALE/Breakout-v5", 4)
     episodes = collect_random_frames("ALE/Breakout-v5", 4, wrappers=[("resize", {"size": 20})])
     assert [e.shape for e in episodes] == [(4, 20, 20, 3)]
@@ -495,7 +495,7 @@ def test_vai_on_an_env_with_its_own_frames_needs_sides_divisible_by_4_and_keeps_
         "--stage2-iterations", "1", "--stage2-batch", "2", "--threshold", "-100", "--quiet",
     ]  # fmt: skip
     assert main([*argv, "--size", "20"]) == 1  # --size is for frames critwrap renders
-    assert "--wrapper" in capsys.readouterr().err
+    assert "210x160 frames: resize them with --wrapper resize:size=20" in capsys.readouterr().err
     assert main([*argv, "--wrapper", "resize:size=20"]) == 0
     meta = json.loads((out / "adapter.json").read_text())
     assert meta["wrappers"] == [["resize", {"size": 20}]] and meta["image_shape"] == [3, 20, 20]

@@ -79,7 +79,7 @@ def make_pixel_env(
 
     ``wrappers``: wrapper specs (registry names or import paths, with kwargs) applied to the pixel frames
     before the distraction and the adapter: for envs critwrap does not render, e.g.
-    ``[("gymnasium.wrappers:ResizeObservation", {"shape": [84, 84]})]`` for Atari's 210x160 RGB frames.
+    ``[("resize", {"size": 84})]`` for Atari's 210x160 RGB frames.
 
     ``distraction`` is a key of :data:`DISTRACTIONS`; ``adapter`` a checkpoint folder for
     :class:`~critwrap.wrappers.attention.AttentionAdapter` (applied last, after the distraction), with
@@ -155,9 +155,8 @@ def collect_random_frames(
         env.close()
         raise ValueError(
             f"{env_id} gives {space.shape[0]}x{space.shape[1]} frames; VAI's networks need sides that are "
-            "multiples of 4: resize them with a wrapper, e.g. wrappers=[('gymnasium.wrappers:ResizeObservation', "
-            "{'shape': [84, 84]})] (zoo adapter fit --wrapper gymnasium.wrappers:ResizeObservation:shape=[84,84]), "
-            "and train the agent with the same wrapper"
+            "multiples of 4: resize them with the resize wrapper, wrappers=[('resize', {'size': 84})] (zoo adapter "
+            "fit --wrapper resize:size=84), and train the agent behind the same wrapper"
         )
     env.action_space.seed(seed)
     episodes: list[np.ndarray] = []

@@ -53,7 +53,7 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME[:k=v,...]",
         help="a wrapper on the frames (registry name or import path), saved with the adapter, e.g. "
-        "gymnasium.wrappers:ResizeObservation:shape=[84,84] for Atari's 210x160 RGB frames (train the agent "
+        "resize:size=84 for Atari's 210x160 RGB frames (train the agent "
         "with the same wrapper); repeatable",
     )
     p.add_argument("--camera", default="0", help="camera id or name (default 0)")
@@ -150,11 +150,13 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.size is not None:
         probe = critwrap.make(args.env)
         rendered = mujoco_handles(probe) is not None
+        space = probe.observation_space
         probe.close()
-        if not rendered:
+        rgb = len(getattr(space, "shape", None) or ()) == 3 and space.shape[-1] == 3  # else: VAI's RGB error
+        if not rendered and rgb:
             raise ValueError(
                 f"--size sets the side of the frames critwrap renders for MuJoCo envs; {args.env} gives its own "
-                "frames: resize them with --wrapper gymnasium.wrappers:ResizeObservation:shape=[SIZE,SIZE]"
+                f"{space.shape[0]}x{space.shape[1]} frames: resize them with --wrapper resize:size={size}"
             )
     if args.frames < 2:
         raise ValueError("--frames must be at least 2")
