@@ -352,6 +352,9 @@ def test_experiment_files_and_cli_overrides(tmp_path: Path) -> None:
     assert t.options["hp"]["batch_size"] == 8 and t.options["hp"]["gamma"] == 0.95
     assert t.options["hp"]["policy_kwargs"] == {"net_arch": [16]}
     assert t.options["num_threads"] == 1 and t.options["device"] == "cpu"
+    assert t.options["eval_max_steps"] is None
+    capped = S.expand(S.build_spec(data, defined, variants=None, eval_max_steps=50))
+    assert {c.options["eval_max_steps"] for c in capped} == {50}  # --eval-max-steps reaches every run
     assert t.run_dir.is_absolute()
     assert t.run_dir.parts[-5:] == ("tiny", "dqn", "CartPole-v1", "base", "seed_5")
     # per-env budgets

@@ -113,7 +113,7 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "hp": "hyperparameter overrides for every run (like --hp)",
     "hp_per_algo": "mapping algo -> hyperparameter overrides",
     "hp_per_env": "mapping env -> hyperparameter overrides",
-    "train": "other train options: eval_freq, eval_episodes, n_envs, save_freq, keep_checkpoints, "
+    "train": "other train options: eval_freq, eval_episodes, eval_max_steps, n_envs, save_freq, keep_checkpoints, "
     "num_threads, device, vec_env, hyperparams",
     "resources": "cpus_per_trial and gpus_per_trial of each run",
     "log_dir": "root of the result store (default runs)",
@@ -125,6 +125,7 @@ EXPERIMENT_KEYS: dict[str, str] = {
 TRAIN_KEYS = (
     "eval_freq",
     "eval_episodes",
+    "eval_max_steps",
     "n_envs",
     "save_freq",
     "keep_checkpoints",
@@ -574,6 +575,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
                         "variant": variant.dirname,
                         "eval_freq": spec.train.get("eval_freq"),
                         "eval_episodes": spec.train.get("eval_episodes"),
+                        "eval_max_steps": spec.train.get("eval_max_steps"),
                         "n_envs": spec.train.get("n_envs"),
                         "save_freq": spec.train.get("save_freq"),
                         "keep_checkpoints": spec.train.get("keep_checkpoints"),
@@ -1121,6 +1123,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs each run declares (default 0)")
     p.add_argument("--eval-freq", type=int, default=None, help="evaluate every N timesteps")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation")
+    p.add_argument(
+        "--eval-max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="end each evaluation episode after N steps",
+    )
     p.add_argument("--n-envs", type=int, default=None, help="training envs per run")
     p.add_argument("--save-freq", type=int, default=None, help="checkpoint every N timesteps")
     p.add_argument(
@@ -1170,6 +1179,7 @@ def run(args: argparse.Namespace) -> int:
             gpus_per_trial=args.gpus_per_trial,
             eval_freq=args.eval_freq,
             eval_episodes=args.eval_episodes,
+            eval_max_steps=args.eval_max_steps,
             n_envs=args.n_envs,
             save_freq=args.save_freq,
             num_threads=args.num_threads,
