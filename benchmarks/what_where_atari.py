@@ -153,6 +153,52 @@ def summary(rows: list[dict[str, Any]], game: str, steps: int, random_mean: floa
     return "\n".join(lines)
 
 
+def training_curve_table(out: Path, rows: list[dict[str, Any]], at: list[int]) -> str:
+    """Training return per life (TensorBoard ``rollout/ep_rew_mean``: the mean of the last 100 clipped
+    training episodes) of each run in ``OUT/tb`` at the last logged step at or before each of ``at``, and
+    the what-where / NatureCNN ratio of the means over the seeds both extractors have."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[tuple[str, int], list[float | None]] = {}
+    for r in sorted(rows, key=lambda r: (r["extractor"], r["seed"])):
+        dirs = sorted((out / "tb").glob(f"{r['extractor']}_seed{r['seed']}_*"))
+        if not dirs:
+            continue
+        acc = EventAccumulator(str(dirs[-1]))
+        acc.Reload()
+        if "rollout/ep_rew_mean" not in acc.Tags()["scalars"]:
+            continue
+        events = acc.Scalars("rollout/ep_rew_mean")
+        values[(r["extractor"], r["seed"])] = [
+            next((e.value for e in reversed(events) if e.step <= step), None) for step in at
+        ]
+    head = " | ".join(f"at {s}" for s in at)
+    lines = [
+        "training return per life (rollout/ep_rew_mean) at the last log at or before each step",
+        "",
+        f"| extractor | seed | {head} |",
+        "|---|---|" + "---|" * len(at),
+    ]
+    for (name, seed), vals in values.items():
+        lines.append(
+            f"| {name} | {seed} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |"
+        )
+    seeds = sorted({s for n, s in values if n == "what-where"} & {s for n, s in values if n == "nature-cnn"})
+    if seeds:
+        ratios = []
+        for i in range(len(at)):
+            ww = [values[("what-where", s)][i] for s in seeds]
+            nc = [values[("nature-cnn", s)][i] for s in seeds]
+            ok = all(v is not None for v in ww + nc) and np.mean(nc) > 0  # type: ignore[arg-type]
+            ratios.append(f"{np.mean(ww) / np.mean(nc):.2f}" if ok else "-")  # type: ignore[arg-type]
+        lines += [
+            "",
+            f"what-where / NatureCNN (seeds {seeds}): "
+            + ", ".join(f"at {s}: {q}" for s, q in zip(at, ratios)),
+        ]
+    return "\n".join(lines)
+
+
 def ratio_interval(
     rows: list[dict[str, Any]], resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float, int]:
@@ -225,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         help="runs.jsonl-style files of earlier runs to include in the summary (not rerun)",
     )  # fmt: skip
     p.add_argument(
+        "--tb-at", type=int, nargs="+", default=[], metavar="STEPS",
+        help="also print each run's training return (TensorBoard, OUT/tb) at these steps",
+    )  # fmt: skip
+    p.add_argument(
         "--attention", type=int, metavar="SEED", default=None,
         help="after the runs, write attention maps (PNG, GIF) of this seed's saved what-where model to OUT",
     )  # fmt: skip
@@ -280,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     if clash:
         raise SystemExit(f"--merge rows repeat runs already in {path}: {sorted(clash)}")
     print(summary(rows + merged, args.game, args.steps, random_mean))
+    if args.tb_at:
+        mine_rows = [r for r in rows if r["game"] == args.game and r["steps"] == args.steps]
+        print()
+        print(training_curve_table(args.out, mine_rows, args.tb_at))
     if args.attention is not None:
         for path in attention_pictures(args.out, args.game, args.steps, args.attention, args.out):
             print(f"wrote {path}")

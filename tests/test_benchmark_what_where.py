@@ -71,3 +71,24 @@ def test_summary_only_merges_earlier_runs_and_refuses_repeats(
 def test_ww_kwargs_must_be_key_value(bench: object, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         bench.main(["--out", str(tmp_path), "--summary-only", "--ww-kwargs", "features_dim"])  # type: ignore[attr-defined]
+
+
+def test_training_curve_table_reads_the_last_log_at_or_before_each_step(
+    bench: object, tmp_path: Path
+) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    logs = {("what-where", 0): [(100, 1.0), (200, 3.0)], ("nature-cnn", 0): [(100, 2.0), (250, 4.0)]}
+    for (name, seed), points in logs.items():
+        writer = SummaryWriter(str(tmp_path / "tb" / f"{name}_seed{seed}_1"))
+        for step, value in points:
+            writer.add_scalar("rollout/ep_rew_mean", value, step)
+        writer.close()
+    rows = [{"extractor": n, "seed": s} for n, s in logs] + [
+        {"extractor": "what-where", "seed": 5}
+    ]  # 5: no log
+    text = bench.training_curve_table(tmp_path, rows, [50, 150, 300])  # type: ignore[attr-defined]
+    assert "| what-where | 0 | - | 1.00 | 3.00 |" in text
+    assert "| nature-cnn | 0 | - | 2.00 | 4.00 |" in text
+    assert "| what-where | 5 |" not in text
+    assert "(seeds [0]): at 50: -, at 150: 0.50, at 300: 0.75" in text
