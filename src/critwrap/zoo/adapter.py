@@ -150,13 +150,13 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.size is not None:
         probe = critwrap.make(args.env)
         rendered = mujoco_handles(probe) is not None
-        space = probe.observation_space
+        shape = tuple(probe.observation_space.shape or ())
         probe.close()
-        rgb = len(getattr(space, "shape", None) or ()) == 3 and space.shape[-1] == 3  # else: VAI's RGB error
+        rgb = len(shape) == 3 and shape[-1] == 3  # otherwise the pipeline reports that VAI needs RGB frames
         if not rendered and rgb:
             raise ValueError(
                 f"--size sets the side of the frames critwrap renders for MuJoCo envs; {args.env} gives its own "
-                f"{space.shape[0]}x{space.shape[1]} frames: resize them with --wrapper resize:size={size}"
+                f"{shape[0]}x{shape[1]} frames: resize them with --wrapper resize:size={size}"
             )
     if args.frames < 2:
         raise ValueError("--frames must be at least 2")
