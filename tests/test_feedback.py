@@ -4,6 +4,7 @@ feedback files, offline data windows and bad input."""
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,11 @@ def test_rtg_gap_selection_finds_planted_state_and_oracle_labels_it(tmp_path: Pa
     store = EpisodeStore(tmp_path / "data")
     for ep in eps:
         store.append(ep)
-    labels = FeedbackOracle(_oracle, selector=RTGGap(gamma=0.9), budget=1000, occurrences="all").label(store)
+    with pytest.warns(UserWarning, match="only 180 of the budget of 1000 steps could be labelled"):
+        labels = FeedbackOracle(_oracle, selector=RTGGap(gamma=0.9), budget=1000, occurrences="all").label(
+            store
+        )
+    assert labels.metadata["labelled"] == 180 and "10 important states" in labels.metadata["shortfall"]
     planted = [i for i in range(len(labels)) if labels.state_hash[i] == labels.state_hash[0]]
     # the planted state ranks first and every one of its occurrences is labelled
     assert len(planted) == len(eps)
@@ -165,7 +170,8 @@ def test_budget_and_best_worst_occurrences() -> None:
 
 def test_at_most_n_occurrences_per_state() -> None:
     eps = _planted_episodes()
-    labels = FeedbackOracle(_oracle, selector=RTGGap(gamma=0.9), budget=10_000, occurrences=5).label(eps)
+    with pytest.warns(UserWarning, match="occurrences=5 labels at most 5 steps of each"):
+        labels = FeedbackOracle(_oracle, selector=RTGGap(gamma=0.9), budget=10_000, occurrences=5).label(eps)
     per_state: dict[str, int] = {}
     for h in labels.state_hash.tolist():
         per_state[h] = per_state.get(h, 0) + 1
@@ -176,6 +182,34 @@ def test_at_most_n_occurrences_per_state() -> None:
     assert {(str(e), int(s)) for e, s in zip(best_worst.episode_id, best_worst.step)} <= chosen
     with pytest.raises(ValueError, match="positive integer"):
         FeedbackOracle(_oracle, occurrences=0)
+
+
+def test_a_budget_the_data_cannot_fill_is_explained_not_silent() -> None:
+    """Continuous states almost never repeat, so RTGGap ranks few of them: the shortfall is a warning
+    that says why and what to change, and coarser hashing fills the budget."""
+    rng = np.random.default_rng(0)
+    eps = [
+        Episode(
+            rng.normal(size=(20, 3)).astype(np.float32),
+            actions=rng.integers(0, 2, 20),
+            rewards=rng.random(20),
+        )
+        for _ in range(10)
+    ]
+    with pytest.warns(
+        UserWarning, match=r"only 0 of the budget of 50 steps.*among 200 distinct states"
+    ) as rec:
+        labels = FeedbackOracle(_oracle, selector=RTGGap(round_decimals=2), budget=50).label(eps)
+    assert len(labels) == 0 and "--round-decimals" in str(rec[0].message)
+    assert "--occurrences" in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the budget is filled: no warning
+        coarse = FeedbackOracle(
+            _oracle, selector=RTGGap(round_decimals=0), budget=50, occurrences="all"
+        ).label(eps)
+    assert len(coarse) == 50 and coarse.metadata["shortfall"] == ""
+    with pytest.warns(UserWarning, match="only 5 of the 30 logged steps have a positive score"):
+        FeedbackOracle(_oracle, selector=_PlantedDetector(), budget=100).label(_planted_episodes(5))
 
 
 class _PlantedDetector(Detector):

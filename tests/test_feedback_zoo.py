@@ -84,7 +84,16 @@ def test_offline_cli_end_to_end(agent_zip: Path, tmp_path: Path, capsys: pytest.
         "--env",
         "CartPole-v1",
     ]
-    # CartPole states never repeat exactly at 2 decimals: round to 0 decimals so that RTGGap finds some
+    # CartPole states never repeat exactly at 2 decimals: the CLI says so (a note, not a silent shortfall)
+    capsys.readouterr()
+    assert main([*fb, "--budget", "30", "--out", str(tmp_path / "fine.npz"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "note: only" in err
+        and "of the budget of 30 steps could be labelled" in err
+        and "--round-decimals" in err
+    )
+    # round to 0 decimals so that RTGGap finds some
     assert main([*fb, "--budget", "30", "--round-decimals", "0", "--quiet"]) == 0
     from critwrap.feedback.oracle import FeedbackLabels
 

@@ -165,6 +165,7 @@ class RTGGap(Detector):
         self._occ_offsets = np.zeros(1, dtype=np.int64)
         self._occ_episode = np.zeros(0, dtype=np.int64)
         self._occ_step = np.zeros(0, dtype=np.int64)
+        self.n_states_seen: int | None = None  # distinct states of the last fit (not saved)
         self._fitted = False
 
     # ---- hashing -----------------------------------------------------------------------------
@@ -350,6 +351,7 @@ class RTGGap(Detector):
             np.bincount(occ_rank[keep], minlength=len(ranked)) if len(ranked) else np.zeros(0, np.int64)
         )
         self._occ_offsets = np.concatenate([[0], np.cumsum(per_rank)]).astype(np.int64)
+        self.n_states_seen = len(keys)
         self._fitted = True
         return self
 

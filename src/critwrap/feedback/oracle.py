@@ -43,6 +43,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import warnings
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -383,6 +384,39 @@ class FeedbackOracle:
                 hashes[k] = h
         return flat_idx, all_scores[flat_idx], best, np.asarray(hashes, dtype=np.str_)
 
+    def _shortfall_note(self, n_labelled: int, n_steps: int) -> str:
+        """Why fewer steps than the budget could be labelled, and what to change."""
+        sel = self.selector
+        head = f"only {n_labelled} of the budget of {self.budget} steps could be labelled"
+        if hasattr(sel, "important_states") and hasattr(sel, "state_hashes"):
+            seen = getattr(sel, "n_states_seen", None)
+            among = f" among {seen} distinct states" if seen is not None else ""
+            per_state = (
+                "every logged occurrence of each"
+                if self.occurrences == "all"
+                else f"at most {self.occurrences} steps of each"
+                if isinstance(self.occurrences, int)
+                else "at most 2 steps of each (its best and worst action)"
+            )
+            return (
+                f"{head}: the ranking has {len(sel)} important states (seen with at least two actions "
+                f"and a positive return-to-go gap){among} of the {n_steps} logged steps, and "
+                f"occurrences={self.occurrences!r} labels {per_state}. Observations that rarely repeat "
+                "(continuous vectors, unpooled frames) give few important states: hash them coarser "
+                "(RTGGap round_decimals= / pool=; zoo: --round-decimals / --pool), "
+                + (
+                    ""
+                    if self.occurrences == "all"
+                    else "label more occurrences per state (occurrences='all' or a number; zoo: "
+                    "--occurrences), "
+                )
+                + "or log more episodes"
+            )
+        return (
+            f"{head}: only {n_labelled} of the {n_steps} logged steps have a positive score from the "
+            f"{type(sel).__name__} selector"
+        )
+
     # ---- the oracle ----------------------------------------------------------------------------------
     def oracle_actions(self, observations: np.ndarray) -> np.ndarray:
         """The oracle's greedy actions for a batch of stored observations."""
@@ -412,6 +446,9 @@ class FeedbackOracle:
             src = str(source.root)
         data = OfflineData.from_episodes(episodes, ids=ids, metadata=store_meta, source=src)
         flat, scores, best, hashes = self.select(episodes, data)
+        shortfall = self._shortfall_note(len(flat), len(data)) if len(flat) < self.budget else ""
+        if shortfall:
+            warnings.warn(shortfall, stacklevel=2)
         oracle = self.oracle_actions(data.observations[flat]) if len(flat) else np.zeros(0, dtype=np.int64)
         logged = data.actions[flat]
         ep_index = data.episode_of[flat]
@@ -439,6 +476,7 @@ class FeedbackOracle:
                 "occurrences": self.occurrences,
                 "oracle": self.oracle_description,
                 "labelled": len(flat),
+                "shortfall": shortfall,
                 "positive": int((oracle == logged).sum()),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             },

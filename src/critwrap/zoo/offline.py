@@ -180,9 +180,13 @@ def _feedback(args: argparse.Namespace) -> int:
 
         spec = resolve_agent(args.oracle, algo=args.algo, env=args.env)
         oracle = load_run(spec.run_dir, model_path=spec.model_path, algo=spec.algo, env=spec.env).model
-    labels = FeedbackOracle(
-        oracle, selector=selector, budget=args.budget, occurrences=args.occurrences
-    ).label(args.data)
+    import warnings
+
+    with warnings.catch_warnings():  # a shortfall is printed below as a note, with the summary
+        warnings.filterwarnings("ignore", message="only .* could be labelled")
+        labels = FeedbackOracle(
+            oracle, selector=selector, budget=args.budget, occurrences=args.occurrences
+        ).label(args.data)
     out = Path(args.out) if args.out else default_feedback_path(args.data)
     path = labels.save(out)
     if not args.quiet:
@@ -190,6 +194,8 @@ def _feedback(args: argparse.Namespace) -> int:
             f"{len(labels)} labelled steps ({labels.n_positive} positive, {len(labels) - labels.n_positive} "
             f"negative) written to {path}"
         )
+    if labels.metadata.get("shortfall"):
+        print(f"note: {labels.metadata['shortfall']}", file=sys.stderr)
     return 0
 
 
