@@ -43,8 +43,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import warnings
 import secrets
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
