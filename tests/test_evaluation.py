@@ -379,3 +379,18 @@ def test_improvement_pairs() -> None:
         ("dqn/base", "ppo/base"),
     ]
     assert A.improvement_pairs(["dqn/base"]) == []
+
+
+def test_one_run_per_environment_is_noted_as_giving_no_interval(tmp_path: Path) -> None:
+    from critwrap.evaluation.report import make_report
+
+    root = tmp_path / "runs"
+    fake_run(root, "Pong", "base", 0, 1.0)
+    for s in range(3):
+        fake_run(root, "Pong", "sticky", s, 2.0 + s)
+    rep = make_report(root, normalize="none", reps=REPS, plots=False)
+    single = [n for n in rep.notes if "one run per environment" in n]
+    assert len(single) == 1 and single[0].startswith("dqn/base:") and "dqn/sticky" not in single[0]
+    iqm = rep.estimates["dqn/base"]["IQM"]
+    assert iqm.low == iqm.high == iqm.point  # what the note is about: the interval collapsed
+    assert rep.estimates["dqn/sticky"]["IQM"].low < rep.estimates["dqn/sticky"]["IQM"].high

@@ -370,6 +370,13 @@ def make_report(
         notes.append(
             "optimality gap left out: raw scores have no 'solved' threshold (use --normalize or --gamma)"
         )
+    single = [m for m in data.methods if np.asarray(data.scores[m]).shape[0] == 1]
+    if single:
+        notes.append(
+            f"{', '.join(single)}: one run per environment, so the bootstrap has nothing to resample and "
+            "the confidence intervals collapse to the point estimate; they say nothing about the "
+            "uncertainty (run more seeds)"
+        )
     estimates = aggregate_estimates(data.scores, reps=reps, seed=seed, gamma=gamma)
     pairs = improvement_pairs(data.methods)
     improvement = probability_of_improvement(data.scores, pairs, reps=reps, seed=seed)
