@@ -359,6 +359,20 @@ def test_cli_errors_are_clear_and_leave_no_run(capsys: pytest.CaptureFixture[str
     assert not Path("runs").exists()
 
 
+def test_an_env_that_cannot_be_built_is_a_clear_error_also_with_subproc(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # with SubprocVecEnv the workers used to die and the parent failed with ConnectionResetError
+    for vec in ("dummy", "subproc"):
+        rc, _, err = zoo(
+            capsys, "train", "ppo", "CartPole-v1", "--wrapper", "action-subset:actions=[9]", "--n-envs", 2,
+            "--vec-env", vec, "--timesteps", 64, "--overwrite",
+        )  # fmt: skip
+        assert rc == 1, vec
+        assert "error: ActionSubset: actions [9] are outside the inner action space Discrete(2)" in err, vec
+        assert "ConnectionResetError" not in err and "EOFError" not in err
+
+
 def test_existing_run_needs_resume_or_overwrite(capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "train",

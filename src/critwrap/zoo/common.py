@@ -105,7 +105,17 @@ def make_vec_env(
     if vec_env == "dummy":
         venv: Any = DummyVecEnv(fns)
     elif vec_env == "subproc":
-        venv = SubprocVecEnv(fns)
+        # build one copy here first: an env or wrapper that cannot be built (a detector for other
+        # frames, a bad argument) is then the clear error it raises, not a dead worker process
+        fns[0]().close()
+        try:
+            venv = SubprocVecEnv(fns)
+        except (EOFError, ConnectionError) as exc:
+            raise RuntimeError(
+                f"a SubprocVecEnv worker died while building {env!r} ({type(exc).__name__}); its traceback "
+                "is printed above. The same env builds in this process, so the cause is the subprocess "
+                "(e.g. a wrapper argument that cannot be pickled): try vec_env='dummy' (--vec-env dummy)"
+            ) from exc
     else:
         raise ValueError(f"vec_env must be 'dummy' or 'subproc', got {vec_env!r}")
     if seed is not None:
