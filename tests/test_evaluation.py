@@ -122,6 +122,8 @@ def test_normalizers() -> None:
     for bad in ("minmax:1", "minmax:a,b", "minmax:3,3", "zscore", "table:"):
         with pytest.raises(NormalizationError):
             get_normalizer(bad)
+    with pytest.raises(NormalizationError, match="HI must be above LO"):
+        get_normalizer("minmax:500,0")  # would rank the better runs lower
 
 
 def test_table_normalizer(tmp_path: Path) -> None:
@@ -134,6 +136,8 @@ def test_table_normalizer(tmp_path: Path) -> None:
         norm("MountainCar-v0", 1.0)
     with pytest.raises(NormalizationError, match="not numbers"):
         read_score_table(["env,low,high", "x,a,1"])
+    with pytest.raises(NormalizationError, match="high must be above low"):
+        read_score_table(["env,low,high", "x,5,1"])
 
 
 # ----------------------------------------------------------------------------------- the store

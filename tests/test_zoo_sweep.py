@@ -307,6 +307,11 @@ def test_parse_seeds() -> None:
     for bad in (0, "x", "1,1", [], True, "3-1"):
         with pytest.raises(S.SweepError, match="seeds"):
             S.parse_seeds(bad)
+    assert S.parse_seeds("0-0") == [0]
+    with pytest.raises(S.SweepError, match="for seed 0 alone write 0-0"):
+        S.parse_seeds("0")
+    with pytest.raises(S.SweepError, match="LO <= HI"):
+        S.parse_seeds("3-1")
 
 
 def test_parse_variant() -> None:

@@ -89,8 +89,11 @@ def read_score_table(source: str | Path | Iterable[str]) -> dict[str, tuple[floa
             low, high = float(row[1]), float(row[2])
         except ValueError:
             raise NormalizationError(f"{where}: row {n} {row!r}: low/high are not numbers") from None
-        if high == low:
-            raise NormalizationError(f"{where}: row {n} {row!r}: low and high are equal")
+        if high <= low:
+            raise NormalizationError(
+                f"{where}: row {n} {row!r}: high must be above low (a reversed range would rank the better "
+                "runs lower)"
+            )
         table[row[0].strip()] = (low, high)
     if not table:
         raise NormalizationError(f"{where}: no rows after the header")
@@ -203,8 +206,11 @@ def get_normalizer(spec: str | Normalizer | None, envs: Iterable[str] = ()) -> N
             raise NormalizationError(
                 f"--normalize {text!r}: expected minmax:LO,HI with two numbers, e.g. minmax:0,500"
             ) from None
-        if high == low:
-            raise NormalizationError(f"--normalize {text!r}: LO and HI must differ")
+        if high <= low:
+            raise NormalizationError(
+                f"--normalize {text!r}: HI must be above LO (the score is (score - LO) / (HI - LO), and a "
+                "reversed range would rank the better runs lower)"
+            )
         return Normalizer("minmax", default=(low, high), source=f"min {low:g}, max {high:g}")
     if kind == "table":
         if not arg:

@@ -338,6 +338,10 @@ def parse_seeds(value: Any) -> list[int]:
     else:
         text = str(value).strip()
         match = re.match(r"^(-?\d+)\s*-\s*(-?\d+)$", text)
+        if text.isdigit() and int(text) == 0:
+            raise SweepError("seeds: 0 seeds (N means seeds 0..N-1); for seed 0 alone write 0-0")
+        if match and int(match.group(1)) > int(match.group(2)):
+            raise SweepError(f"seeds: the range {text!r} is empty; write LO-HI with LO <= HI")
         try:
             if text.isdigit():
                 return parse_seeds(int(text))
