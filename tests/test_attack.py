@@ -844,3 +844,62 @@ def test_a_detector_for_other_frames_fails_with_a_clear_error_in_every_protocol(
         wrapped.reset(seed=0)
     with pytest.raises(ValueError, match=r"returned scores of shape \(\d+, 1\)"):
         evaluate_attack(env, model, ColumnDetector(), k=1, episodes=1, methods=["detector"])
+
+
+# ------------------------------------------------------------------------- AttackEvalCallback
+def test_attack_eval_callback_logs_the_replay_attack_of_the_policy_in_training(tmp_path: Any) -> None:
+    import csv
+    import json
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
+
+    from critwrap.callbacks.attack import AttackEvalCallback
+
+    # learning rate 0: the policy stays "always 0", so the known answer holds at every evaluation
+    model = PPO("MlpPolicy", CriticalCorridor(), policy_kwargs={"net_arch": [8]}, n_steps=64, batch_size=64,
+                n_epochs=1, learning_rate=0.0, seed=0, device="cpu")  # fmt: skip
+    with torch.no_grad():
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.bias.copy_(torch.tensor([3.0, 0.0, 0.0]))
+    model.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    cb = AttackEvalCallback(
+        FlagDetector(), env=CriticalCorridor(), k=1, episodes=6, eval_freq=64, log_path=tmp_path,
+        win_threshold=T - 1.5,
+    )  # fmt: skip
+    model.learn(128, callback=cb)
+    assert [h["timesteps"] for h in cb.history] == [64, 128]  # one env: one call per step
+    for h in cb.history:
+        rows = {r["method"]: r for r in h["table"]}
+        assert rows["clean"]["mean_return"] == T
+        assert (
+            rows["detector"]["drop"] == pytest.approx(T - CRITICAL) and rows["detector"]["flipped_wins"] == 6
+        )
+        assert rows["random"]["drop"] < rows["detector"]["drop"]
+        assert h["detector_to_random"] == pytest.approx(rows["detector"]["drop"] / rows["random"]["drop"])
+    # the same numbers as evaluate_attack called directly on the same policy and seeds
+    direct = evaluate_attack(
+        CriticalCorridor(), model, FlagDetector(), k=1, episodes=6, seed=0, methods=["detector", "random"]
+    )
+    assert [r["mean_return"] for r in direct.table()] == [r["mean_return"] for r in cb.history[-1]["table"]]
+    lines = (tmp_path / "attack_eval.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["table"][0]["action_changed_rate"] is None  # strict JSON
+    with open(tmp_path / "log" / "progress.csv") as fh:
+        logged = list(csv.DictReader(fh))
+    drops = [float(r["attack/detector_drop"]) for r in logged if r.get("attack/detector_drop")]
+    assert drops == [pytest.approx(T - CRITICAL)] * 2
+    assert {"attack/clean_return", "attack/random_drop", "attack/detector_to_random"} <= set(logged[0])
+
+
+def test_attack_eval_callback_bad_input() -> None:
+    from critwrap.callbacks.attack import AttackEvalCallback
+
+    with pytest.raises(ValueError, match="needs a detector"):
+        AttackEvalCallback(None, env="CartPole-v1")
+    with pytest.raises(ValueError, match="needs env="):
+        AttackEvalCallback(FlagDetector())
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        AttackEvalCallback(FlagDetector(), env="CartPole-v1", k=0)
+    with pytest.raises(ValueError, match="methods must be"):
+        AttackEvalCallback(FlagDetector(), env="CartPole-v1", methods=["detektor"])
+    AttackEvalCallback(None, env="CartPole-v1", methods="random,victim")  # no detector needed

@@ -249,3 +249,22 @@ def test_attack_lead_auto_and_negative(
     assert choose_lead(env, model, det, k=1, episodes=2, seed=50, leads=(-3, -2, 0)).lead == -2
     rep = evaluate_attack(env, model, det, k=1, episodes=2, seed=0, methods=["detector"], detector_lead=-2)
     assert rep.settings["detector_lead"] == -2
+
+
+def test_attack_eval_callback_in_a_zoo_run(setup: dict[str, Path], tmp_path: Path) -> None:
+    """`--callback attack-eval:detector=DIR`: the run's own evaluation env (frame stacking from the
+    hyperparameters) is attacked during training and the results land in the run directory."""
+    cb = f"attack-eval:detector={setup['det']},k=2,episodes=3,eval_freq=32,methods=[detector,random,victim]"
+    args = ["train", "ppo", ENV_ID, "--timesteps", "64", "--log-dir", str(tmp_path), "--eval-freq", "0",
+            "--hp", "n_envs=1", "--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "frame_stack=2",
+            "--callback", cb, "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    (log,) = tmp_path.glob("default/ppo/*/*/seed_0/attack_eval.jsonl")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["timesteps"] for r in records] == [32, 64]
+    for r in records:
+        assert [row["method"] for row in r["table"]] == ["clean", "detector", "random", "victim"]
+        assert all(row["episodes"] == 3 for row in r["table"])
+        # every episode attacked; a second planned step may not be reached when the first ends the episode
+        assert all(row["attacked_episodes"] == 3 for row in r["table"][1:])
+        assert all(1 <= row["mean_perturbed_steps"] <= 2 for row in r["table"][1:])

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 _LAZY: dict[str, str] = {
     "EpisodeRecorderCallback": "critwrap.callbacks.record",
     "DetectorRefresh": "critwrap.callbacks.refresh",
+    "AttackEvalCallback": "critwrap.callbacks.attack",
 }
 
-__all__ = ["DetectorRefresh", "EpisodeRecorderCallback"]  # keep in step with _LAZY
+__all__ = ["AttackEvalCallback", "DetectorRefresh", "EpisodeRecorderCallback"]  # keep in step with _LAZY
 
 if TYPE_CHECKING:  # pragma: no cover
+    from critwrap.callbacks.attack import AttackEvalCallback
     from critwrap.callbacks.record import EpisodeRecorderCallback
     from critwrap.callbacks.refresh import DetectorRefresh
 

@@ -45,7 +45,7 @@ import json
 import os
 import secrets
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,6 +390,7 @@ class FeedbackOracle:
         head = f"only {n_labelled} of the budget of {self.budget} steps could be labelled"
         if hasattr(sel, "important_states") and hasattr(sel, "state_hashes"):
             seen = getattr(sel, "n_states_seen", None)
+            n_ranked = len(sel) if isinstance(sel, Sized) else "some"
             among = f" among {seen} distinct states" if seen is not None else ""
             per_state = (
                 "every logged occurrence of each"
@@ -399,7 +400,7 @@ class FeedbackOracle:
                 else "at most 2 steps of each (its best and worst action)"
             )
             return (
-                f"{head}: the ranking has {len(sel)} important states (seen with at least two actions "
+                f"{head}: the ranking has {n_ranked} important states (seen with at least two actions "
                 f"and a positive return-to-go gap){among} of the {n_steps} logged steps, and "
                 f"occurrences={self.occurrences!r} labels {per_state}. Observations that rarely repeat "
                 "(continuous vectors, unpooled frames) give few important states: hash them coarser "
