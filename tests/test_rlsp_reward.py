@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -142,7 +143,11 @@ def test_wrapper_rewards_theta_dot_features_and_keeps_the_true_reward(tmp_path: 
 def test_wrapper_without_a_path_waits_for_a_reward_and_start_states() -> None:
     env = critwrap.make("InvertedPendulum-v5", wrappers=["rlsp-reward"])
     env.reset(seed=0)
-    assert env.step(np.zeros(1))[1] == 0.0
+    with pytest.warns(UserWarning, match="no inferred reward yet, so every reward it returns is 0"):
+        assert env.step(np.zeros(1))[1] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per env
+        assert env.step(np.zeros(1))[1] == 0.0
     wrapper = env
     while not isinstance(wrapper, RLSPReward):
         wrapper = wrapper.env

@@ -43,7 +43,12 @@ ARGS: dict[str, tuple[tuple[str, dict[str, Any]], Callable[[Path], dict[str, Any
     "example-sticky-actions": (("CartPole-v1", {}), lambda tmp: {"p": 0.4, "seed": 11}),
     "rlsp-reward": (
         ("CartPole-v1", {}),
-        lambda tmp: {"path": _rlsp_reward_file(tmp), "ignore_termination": False, "check_env_id": False},
+        lambda tmp: {
+            "path": _rlsp_reward_file(tmp),
+            "ignore_termination": False,
+            "check_env_id": False,
+            "warn_unset": False,
+        },
     ),
     "pixel-observation": (
         ("dm_control/cartpole-balance-v0", {}),

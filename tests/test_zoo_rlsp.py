@@ -116,6 +116,11 @@ def test_train_refuses_a_reward_from_another_env(capsys: pytest.CaptureFixture[s
     rc, _, err = zoo(capsys, "train", "sac", "InvertedPendulum-v5", "--timesteps", "100",
                      "--wrapper", "rlsp-reward:path=cheetah.st")  # fmt: skip
     assert rc == 1 and "HalfCheetah-v5" in err and "InvertedPendulum-v5" in err
+    # no path and no rlsp-update callback: a reward of 0 everywhere, refused before the run starts
+    rc, _, err = zoo(capsys, "train", "sac", "InvertedPendulum-v5", "--timesteps", "100", "--experiment", "bare",
+                     "--wrapper", "rlsp-reward")  # fmt: skip
+    assert rc == 1 and "would be trained on a reward of 0" in err and "rlsp-update" in err
+    assert not Path("runs/bare").exists()
 
 
 def test_rlsp_update_callback_from_the_train_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -378,7 +378,7 @@ def train_gail(
         make_kwargs: dict[str, Any] = {}
         if train_episode_steps is not None:
             make_kwargs["max_episode_steps"] = int(train_episode_steps)
-        env = RLSPReward(gym.make(env_id, **make_kwargs), ignore_termination=True)
+        env = RLSPReward(gym.make(env_id, **make_kwargs), ignore_termination=True, warn_unset=False)
     states = np.atleast_2d(np.asarray(states, dtype=np.float32))
     torch.manual_seed(seed)
     callback = GAILUpdate(

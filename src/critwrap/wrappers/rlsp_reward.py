@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -60,6 +61,8 @@ class RLSPReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         ignore_termination: report ``terminated=False`` (episodes end at the time limit), as the original.
         check_env_id: refuse a reward inferred in an env with another id (the observation size is
             always checked).
+        warn_unset: warn (once) when a step is taken before any reward is set (its reward is then 0);
+            ``False`` where a reward of 0 is meant (a wrapper used only to ignore termination).
     """
 
     def __init__(
@@ -68,9 +71,14 @@ class RLSPReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         path: str | None = None,
         ignore_termination: bool = True,
         check_env_id: bool = True,
+        warn_unset: bool = True,
     ) -> None:
         CritwrapWrapper.__init__(
-            self, path=path, ignore_termination=ignore_termination, check_env_id=check_env_id
+            self,
+            path=path,
+            ignore_termination=ignore_termination,
+            check_env_id=check_env_id,
+            warn_unset=warn_unset,
         )
         gym.Wrapper.__init__(self, env)
         space = env.observation_space
@@ -87,6 +95,7 @@ class RLSPReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
         self._start_prob = 0.0
         self._setter: Any = None
         self._rng = np.random.default_rng()
+        self._warned_unset = not warn_unset
         if path is not None:
             from critwrap.rlsp.reward import load_reward
 
@@ -135,6 +144,14 @@ class RLSPReward(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, true_reward, terminated, truncated, info = self.env.step(action)
+        if self.inferred is None and not self._warned_unset:
+            self._warned_unset = True
+            warnings.warn(
+                "RLSPReward has no inferred reward yet, so every reward it returns is 0: give path= (a reward "
+                "file from `zoo rlsp` / InferredReward.save) or train with the RLSPUpdate callback, which "
+                "sets it before the first step",
+                stacklevel=2,
+            )
         inferred = (
             float(self.inferred(np.asarray(obs, dtype=np.float64))) if self.inferred is not None else 0.0
         )

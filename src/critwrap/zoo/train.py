@@ -225,6 +225,26 @@ def _buffer_config(
     return {"name": name, "kwargs": kwargs}, extra
 
 
+def _check_rlsp_reward_has_a_source(
+    wrappers: Sequence[tuple[str, Mapping[str, Any]]], callbacks: Sequence[tuple[str, Mapping[str, Any]]]
+) -> None:
+    """An ``rlsp-reward`` wrapper without ``path`` pays 0 everywhere unless ``rlsp-update`` sets its reward."""
+    from critwrap import registry
+    from critwrap.wrappers.rlsp_reward import RLSPReward
+
+    def resolves_to(kind: str, name: str, cls_name: str) -> bool:
+        cls = registry.resolve(kind, name)
+        return isinstance(cls, type) and any(c.__name__ == cls_name for c in cls.__mro__)
+
+    bare = [n for n, kw in wrappers if resolves_to("wrappers", n, RLSPReward.__name__) and not kw.get("path")]
+    if bare and not any(resolves_to("callbacks", n, "RLSPUpdate") for n, _ in callbacks):
+        raise ValueError(
+            "the rlsp-reward wrapper has no path= and no rlsp-update callback sets its reward, so the agent "
+            "would be trained on a reward of 0: give --wrapper rlsp-reward:path=REWARD_FILE (from `zoo rlsp`), "
+            "or add --callback rlsp-update:states=STATES_FILE"
+        )
+
+
 def _new_config(opts: TrainOptions) -> dict[str, Any]:
     """Resolve algorithm, env, hyperparameters, wrappers and callbacks into ``config.json``'s content."""
     import critwrap
@@ -268,6 +288,7 @@ def _new_config(opts: TrainOptions) -> dict[str, Any]:
     callbacks.extend(extra_callbacks)
     _check_wrappers(wrappers)
     _check_callbacks(callbacks)
+    _check_rlsp_reward_has_a_source(wrappers, callbacks)
     return {
         "algo": algo,
         "algo_class": f"{algo_cls.__module__}.{algo_cls.__qualname__}",
