@@ -646,3 +646,11 @@ def test_cuda_fit_and_scores_match_the_cpu() -> None:
     np.testing.assert_allclose(sal_cpu.score(frames[0]), sal_gpu.score(frames[0]), atol=2e-2)
     moved = gpu.to("cpu")
     np.testing.assert_allclose(moved.score(frames[0]), cpu.score(frames[0]), atol=2e-3)
+
+
+def test_vector_observations_get_an_error_that_says_how_to_record_frames() -> None:
+    eps = [Episode(np.zeros((11, 4), np.float32), label=i % 2) for i in range(4)]
+    with pytest.raises(
+        ValueError, match=r"shape \(11, 4\): these look like vector observations.*record=frames"
+    ):
+        DSI(epochs=1).fit(eps)

@@ -846,7 +846,8 @@ class RecordEpisodes(CritwrapWrapper, gym.Wrapper[Any, Any, Any, Any]):
             if env.render_mode != "rgb_array":
                 raise ValueError(
                     f"RecordEpisodes(record='frames') needs an env made with render_mode='rgb_array', but its "
-                    f"render_mode is {env.render_mode!r}; e.g. critwrap.make(env_id, render_mode='rgb_array', ...)"
+                    f"render_mode is {env.render_mode!r}; e.g. critwrap.make(env_id, render_mode='rgb_array', ...), "
+                    "or in the zoo: --hp 'env_kwargs={render_mode: rgb_array}'"
                 )
         else:
             _check_recordable_space(env.observation_space, "observation")

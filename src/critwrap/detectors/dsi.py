@@ -499,8 +499,16 @@ def _infer_layout(shape: tuple[int, ...]) -> str:
     if len(shape) == 3:
         return "HW"
     if len(shape) != 4:
+        hint = (
+            ": these look like vector observations, and the DSI is a convolutional network for image frames. "
+            "Record rendered frames instead (the record-episodes wrapper with record='frames' and "
+            "render_mode='rgb_array'; zoo: --wrapper record-episodes:store=DIR,record=frames "
+            "--hp 'env_kwargs={render_mode: rgb_array}')"
+            if len(shape) == 2
+            else ""
+        )
         raise ValueError(
-            f"frames must be (T, H, W, C), (T, C, H, W) or (T, H, W) images, got an array of shape {shape}"
+            f"frames must be (T, H, W, C), (T, C, H, W) or (T, H, W) images, got an array of shape {shape}{hint}"
         )
     return "HWC" if shape[3] <= shape[1] else "CHW"
 
