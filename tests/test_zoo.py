@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -371,6 +372,39 @@ def test_an_env_that_cannot_be_built_is_a_clear_error_also_with_subproc(
         assert rc == 1, vec
         assert "error: ActionSubset: actions [9] are outside the inner action space Discrete(2)" in err, vec
         assert "ConnectionResetError" not in err and "EOFError" not in err
+
+
+def test_a_run_in_use_by_another_process_is_refused_and_the_lock_is_released(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from critwrap.zoo.runs import run_lock
+
+    run = run_path("ppo", "CartPole-v1")
+    args = [
+        "train",
+        "ppo",
+        "CartPole-v1",
+        "--timesteps",
+        128,
+        "--eval-freq",
+        0,
+        "--eval-episodes",
+        1,
+        *TINY_PPO,
+    ]
+    with run_lock(run):  # as another `zoo train` holds it (flock: a second open file conflicts)
+        for extra in ([], ["--overwrite"]):
+            rc, _, err = zoo(capsys, *args, *extra)
+            assert rc == 1 and "is in use" in err and f"pid {os.getpid()}" in err
+        assert not run.exists()  # nothing was written or deleted
+    assert zoo(capsys, *args)[0] == 0  # released: the run goes ahead
+    assert zoo(capsys, *args, "--overwrite")[0] == 0  # and the finished run released it again
+    with run_lock(run):
+        rc, _, err = zoo(capsys, *args, "--resume")
+        assert rc == 1 and "is in use" in err
+    assert read(run / "status.json")["status"] == "finished"  # the refused resume did not touch the run
+    assert {p.name for p in run.parent.iterdir()} == {"seed_0", ".seed_0.lock"}
+    assert not Path(f"{run.parent}/.seed_0.lock").read_text().strip()  # no owner written after release
 
 
 def test_existing_run_needs_resume_or_overwrite(capsys: pytest.CaptureFixture[str]) -> None:

@@ -179,6 +179,28 @@ def test_rerun_skips_finished_runs(
     assert rc == 0 and err.count("note: skipping the finished run") == 2 and "asks for 400" in err
 
 
+def test_a_run_another_process_is_training_is_skipped_not_deleted(
+    local_sweep: tuple[Path, Path, int, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from critwrap.zoo.runs import run_lock
+
+    exp, root, _, _ = local_sweep
+    (run,) = [p for name, p in finished_runs(root).items() if "/base/seed_0" in name]
+    status = run / "status.json"
+    text = status.read_text()
+    status.write_text(text.replace('"finished"', '"running"'))  # as a live run looks to another sweep
+    try:
+        with run_lock(run):  # and its process holds the lock
+            rc = main(["sweep", "--experiment-file", str(exp), "--log-dir", str(root), "--variants", "base",
+                       "--seeds", "0-0", "--no-progress"])  # fmt: skip
+        _, err = capsys.readouterr()
+        assert rc == 0 and "1 in use by another process, 0 to run" in err
+        assert "note: skipping dqn/CartPole-v1/base/seed_0: another process is training it now" in err
+        assert (run / "final_eval.json").is_file()  # not deleted to be rerun
+    finally:
+        status.write_text(text)
+
+
 def test_evaluate_and_enjoy_record_into_the_store(
     local_sweep: tuple[Path, Path, int, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

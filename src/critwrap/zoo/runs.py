@@ -58,20 +58,23 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
 import re
+import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "CHECKPOINT_PREFIX",
+    "RunInUseError",
     "RunNotFoundError",
     "checkpoint_files",
     "latest_checkpoint",
@@ -80,6 +83,8 @@ __all__ = [
     "read_status",
     "record_path",
     "run_dir",
+    "run_in_use",
+    "run_lock",
     "safe_name",
     "variant_slug",
     "versions",
@@ -93,6 +98,62 @@ _CKPT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
 
 class RunNotFoundError(FileNotFoundError):
     """The run directory, or a file it should hold, is missing."""
+
+
+class RunInUseError(FileExistsError):
+    """Another process is training in the same run directory."""
+
+
+def run_in_use(directory: str | Path) -> str | None:
+    """Who holds the lock of :func:`run_lock` on this run directory now (``None``: nobody)."""
+    try:
+        with run_lock(directory):
+            return None
+    except RunInUseError as exc:
+        return str(exc)
+
+
+@contextlib.contextmanager
+def run_lock(directory: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory while training in it.
+
+    The lock is ``fcntl.flock`` on ``<parent>/.<name>.lock`` (next to the run directory, so that
+    ``--overwrite`` can delete the directory without dropping the lock); the kernel releases it when the
+    process ends, however it ends. A second ``zoo train`` (or a second sweep) on the same run gets a
+    :class:`RunInUseError` naming the process that holds it, instead of two processes writing the same
+    files. Where ``fcntl`` does not exist (Windows) no lock is taken.
+    """
+    directory = Path(directory)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    path = directory.parent / f".{directory.name}.lock"
+    fh = open(path, "a+", encoding="utf-8")  # held for the duration of the context
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            raise RunInUseError(
+                f"{directory} is in use: {owner} is training in it (lock {path}). Wait for it to finish, or "
+                "choose another --seed / --experiment / --variant."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        fh.close()
 
 
 def safe_name(text: str) -> str:

@@ -952,6 +952,7 @@ def run_sweep(
 ) -> SweepResult:
     """Run the grid of ``spec`` (skipping finished runs unless ``overwrite``); see the module docstring."""
     from critwrap.evaluation.store import run_state
+    from critwrap.zoo.runs import run_in_use
 
     spec.validate()
     trials = expand(spec)
@@ -959,8 +960,14 @@ def run_sweep(
     todo: list[Trial] = []
     rerun: list[tuple[Trial, str]] = []
     differs: list[str] = []
+    in_use: list[str] = []
     for trial in trials:
         state = "missing" if overwrite else run_state(trial.run_dir)
+        if trial.run_dir.parent.is_dir() and run_in_use(trial.run_dir):
+            # another process (e.g. a second sweep) is training it: neither rerun nor delete it
+            results.append(TrialResult(trial, "skipped"))
+            in_use.append(trial.label)
+            continue
         if state == "finished":
             results.append(TrialResult(trial, "skipped"))
             want = trial.options.get("timesteps")
@@ -981,13 +988,16 @@ def run_sweep(
 
     say(
         f"sweep {spec.experiment!r}: {len(trials)} runs ({len(spec.algos)} algo x {len(spec.envs)} env x "
-        f"{len(spec.variants)} variant x {len(spec.seeds)} seed), {len(results)} already finished, "
-        f"{len(todo)} to run on the {spec.backend} backend"
+        f"{len(spec.variants)} variant x {len(spec.seeds)} seed), {len(results) - len(in_use)} already "
+        f"finished, {f'{len(in_use)} in use by another process, ' if in_use else ''}{len(todo)} to run on the "
+        f"{spec.backend} backend"
     )
     for trial, state in rerun:
         say(f"  rerunning {trial.label} from scratch (it was {state})")
     for text in differs:
         say(f"  note: skipping the finished run {text}; use --overwrite or another --experiment to rerun")
+    for label in in_use:
+        say(f"  note: skipping {label}: another process is training it now")
     if dry_run:
         for trial in todo:
             say(f"  would run {trial.label} -> {trial.run_dir}")
@@ -1208,7 +1218,7 @@ def run(args: argparse.Namespace) -> int:
     failed = result.failed
     print(
         f"sweep {spec.experiment!r}: {len(result.finished)} finished, {len(result.skipped)} skipped (already "
-        f"finished), {len(failed)} failed. Report: python -m critwrap.zoo report "
+        f"finished or in use), {len(failed)} failed. Report: python -m critwrap.zoo report "
         f"{Path(spec.log_dir) / spec.experiment}"
     )
     for r in failed:

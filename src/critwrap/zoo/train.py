@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -53,6 +54,7 @@ from critwrap.zoo.runs import (
     read_json,
     read_status,
     run_dir,
+    run_lock,
     variant_slug,
     versions,
     write_json,
@@ -364,7 +366,15 @@ def _action_noise(hp: Mapping[str, Any], action_space: Any, algo_cls: Any) -> An
 
 
 def run_training(opts: TrainOptions) -> TrainResult:
-    """Train as described by ``opts``; returns the run directory, the model and the final evaluation."""
+    """Train as described by ``opts``; returns the run directory, the model and the final evaluation.
+
+    The run directory is locked while this runs (:func:`critwrap.zoo.runs.run_lock`): a second process
+    on the same run fails with :class:`~critwrap.zoo.runs.RunInUseError`."""
+    with contextlib.ExitStack() as stack:
+        return _run_training(opts, stack)
+
+
+def _run_training(opts: TrainOptions, stack: contextlib.ExitStack) -> TrainResult:
     from critwrap.zoo.algos import canonical_algo
     from critwrap.zoo.specs import normalize_specs
 
@@ -377,6 +387,8 @@ def run_training(opts: TrainOptions) -> TrainResult:
     rdir = run_dir(opts.log_dir, opts.experiment, algo, opts.env, variant, opts.seed)
 
     if opts.resume:
+        if (rdir / "config.json").is_file():
+            stack.enter_context(run_lock(rdir))
         if not (rdir / "config.json").is_file():
             raise RunNotFoundError(
                 f"nothing to resume: {rdir / 'config.json'} does not exist. Give the same algo, env, --seed, "
@@ -421,6 +433,7 @@ def run_training(opts: TrainOptions) -> TrainResult:
     else:
         config = _new_config(opts)
         config["variant"] = variant
+        stack.enter_context(run_lock(rdir))  # after the config checks: a bad request leaves no trace
         if rdir.exists() and any(rdir.iterdir()):
             if not opts.overwrite:
                 status = read_status(rdir)
