@@ -34,6 +34,10 @@ Layout::
                            clean and attacked returns, drops, win rates, flipped wins per method)
         detector/refresh-<k>/, detector/latest/   detectors saved by the ``detector-refresh``
                            callback (added by ``train --buffer critical-nstep`` without ``--detector``)
+        attack_eval.jsonl  one line per evaluation of the ``attack-eval`` callback
+    <log-dir>/<experiment>/<algo>/<env>/<variant>/.seed_<seed>.lock
+                           the lock ``zoo train`` holds while it trains (:func:`run_lock`; it names the
+                           process while held, and is empty otherwise)
 
 A run is identified by ``(experiment, algo, env, variant, seed)``, stored in ``config.json`` (and
 mirrored by the path). It is complete when ``status.json`` says ``finished`` and
