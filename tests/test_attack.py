@@ -903,3 +903,17 @@ def test_attack_eval_callback_bad_input() -> None:
     with pytest.raises(ValueError, match="methods must be"):
         AttackEvalCallback(FlagDetector(), env="CartPole-v1", methods=["detektor"])
     AttackEvalCallback(None, env="CartPole-v1", methods="random,victim")  # no detector needed
+
+    class CorridorOnly(Detector):
+        def score(self, frames: np.ndarray) -> np.ndarray:
+            if np.asarray(frames).shape[1:] != (3,):
+                raise ValueError(f"trained on (3,) observations, got {np.asarray(frames).shape[1:]}")
+            return np.zeros(len(frames))
+
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0, device="cpu")
+    cb = AttackEvalCallback(CorridorOnly(), env="CartPole-v1", eval_freq=10_000)
+    with pytest.raises(ValueError, match="cannot score this env's frames"):
+        model.learn(64, callback=cb)  # at the start of training, not at the first evaluation
+    assert model.num_timesteps == 0

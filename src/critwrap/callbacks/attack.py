@@ -212,6 +212,16 @@ class AttackEvalCallback(BaseCallback):
     def _init_callback(self) -> None:
         if self._env is None:
             self._env = self._build_env()
+        if self.detector is not None and any(m.startswith("detector") for m in self.methods):
+            # a detector for other frames fails now, before training, not at the first evaluation
+            import numpy as np
+
+            from critwrap.attack.protocols import get_frame, score_frames
+
+            self._sync_normalization()
+            obs, _ = self._env.reset(seed=self.seed)
+            frame = get_frame(self._env, obs, self.frames)
+            score_frames(self.detector, np.stack([frame, frame]))
 
     # -- evaluation ------------------------------------------------------------------------------
     def _sync_normalization(self) -> None:
