@@ -882,12 +882,21 @@ def test_attack_eval_callback_logs_the_replay_attack_of_the_policy_in_training(t
         CriticalCorridor(), model, FlagDetector(), k=1, episodes=6, seed=0, methods=["detector", "random"]
     )
     assert [r["mean_return"] for r in direct.table()] == [r["mean_return"] for r in cb.history[-1]["table"]]
+    # a sampling victim: the same numbers as evaluate_attack with Victim(model, sample=True, sample_seed=seed)
+    sampled = AttackEvalCallback(
+        FlagDetector(), env=CriticalCorridor(), k=1, episodes=6, eval_freq=64, sample=True
+    )
+    model.learn(64, callback=sampled)
+    ref = evaluate_attack(CriticalCorridor(), Victim(model, sample=True, sample_seed=0), FlagDetector(), k=1,
+                          episodes=6, seed=0, methods=["detector", "random"])  # fmt: skip
+    assert [r["mean_return"] for r in ref.table()] == [r["mean_return"] for r in sampled.history[-1]["table"]]
+    assert ref.table()[0]["mean_return"] < T  # it did sample: some clean episodes lose a step
     lines = (tmp_path / "attack_eval.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[0])["table"][0]["action_changed_rate"] is None  # strict JSON
     with open(tmp_path / "log" / "progress.csv") as fh:
         logged = list(csv.DictReader(fh))
     drops = [float(r["attack/detector_drop"]) for r in logged if r.get("attack/detector_drop")]
-    assert drops == [pytest.approx(T - CRITICAL)] * 2
+    assert drops[:2] == [pytest.approx(T - CRITICAL)] * 2  # (a third row: the sampling callback)
     assert {"attack/clean_return", "attack/random_drop", "attack/detector_to_random"} <= set(logged[0])
 
 

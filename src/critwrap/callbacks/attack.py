@@ -74,6 +74,9 @@ class AttackEvalCallback(BaseCallback):
         win_threshold: an episode is won when its return exceeds this.
         allow_short: attack every step of episodes shorter than ``k`` (default; ``False``: an error).
         detector_lead: shift the detector's steps (see :func:`critwrap.attack.evaluate_attack`).
+        sample: the victim samples its actions (reproducibly per seed and step; see
+            :class:`critwrap.attack.Victim`) instead of acting greedily; for policies that get stuck
+            when greedy (PPO on Atari / MinAtar).
         at_end: also evaluate when training ends (unless an evaluation just ran at that step).
         log_path: folder for ``attack_eval.jsonl``; default ``run_dir`` (set by the zoo), else none.
         run_dir: the zoo run directory (filled in by ``zoo train``).
@@ -97,6 +100,7 @@ class AttackEvalCallback(BaseCallback):
         win_threshold: float = 0.0,
         allow_short: bool = True,
         detector_lead: int = 0,
+        sample: bool = False,
         at_end: bool = True,
         log_path: str | os.PathLike[str] | None = None,
         run_dir: str | os.PathLike[str] | None = None,
@@ -153,6 +157,7 @@ class AttackEvalCallback(BaseCallback):
         self.win_threshold = float(win_threshold)
         self.allow_short = bool(allow_short)
         self.detector_lead = int(detector_lead)
+        self.sample = bool(sample)
         self.at_end = bool(at_end)
         self.run_dir = None if run_dir is None else Path(run_dir)
         log = log_path if log_path is not None else run_dir
@@ -243,9 +248,12 @@ class AttackEvalCallback(BaseCallback):
         assert self._env is not None, "the callback is not initialised (model.learn(callback=...))"
         self._sync_normalization()
         t0 = time.perf_counter()
+        from critwrap.attack.victim import Victim
+
+        victim = Victim(self.model, sample=self.sample, sample_seed=self.seed) if self.sample else self.model
         report = evaluate_attack(
             self._env,
-            self.model,
+            victim,
             self.detector,
             k=self.k,
             perturbation=self.perturbation,
@@ -286,6 +294,7 @@ class AttackEvalCallback(BaseCallback):
             "episodes": self.episodes,
             "seed": self.seed,
             "methods": list(self.methods),
+            "sample": self.sample,
             "detector_to_random": ratio,
             "seconds": round(seconds, 3),
             "table": table,  # NaN (no attacked step) as null: strict JSON
