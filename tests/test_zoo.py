@@ -314,6 +314,15 @@ def test_failed_run_records_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 1 and "error:" in err
     status = read(run_path("ppo", "CartPole-v1") / "status.json")
     assert status["status"] == "failed" and status["error"] and "Traceback" in status["traceback"]
+    # no checkpoint to resume from: the error says so with the run's own failure, and leaves its status
+    rc, _, err = zoo(
+        capsys, "train", "ppo", "CartPole-v1", "--resume", "--timesteps", 64, "--eval-freq", 0, "--eval-episodes",
+        1, "--hp", "n_envs=1", "--hp", "n_steps=1", "--hp", "batch_size=1", *TINY_PPO[4:],
+    )  # fmt: skip
+    assert rc == 1 and "start it again with --overwrite" in err and status["error"].rstrip(".") in err
+    assert read(run_path("ppo", "CartPole-v1") / "status.json") == status
+    rc, _, err = zoo(capsys, "evaluate", "--run", run_path("ppo", "CartPole-v1"))
+    assert rc == 1 and f"(status: failed: {status['error']})" in err and "Traceback" not in err
 
 
 def test_cli_errors_are_clear_and_leave_no_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

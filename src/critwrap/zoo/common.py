@@ -329,9 +329,15 @@ def load_run(
         if model_path is None:
             latest = latest_checkpoint(run_path)
             if latest is None:
+                from critwrap.zoo.runs import read_status
+
+                st = read_status(run_path) or {}
+                state = st.get("status", "no status.json")
+                if st.get("error"):
+                    state += f": {st['error']}"
                 raise RunNotFoundError(
                     f"{run_path} holds no model.zip, best_model.zip or checkpoint; has training started? "
-                    f"(status: {(run_path / 'status.json').read_text().strip() if (run_path / 'status.json').is_file() else 'none'})"
+                    f"(status: {state})"
                 )
             model_path = latest[1]["model"]
             vecnorm = latest[1].get("vecnormalize", vecnorm)
