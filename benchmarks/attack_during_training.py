@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attack_minatar import TRAIN_STEPS, frame, load_scorer, make_env, policy_kwargs
+from attack_minatar import TRAIN_STEPS, frame, load_scorer, make_env, victim_ppo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +79,6 @@ def plot(histories: dict[int, list[dict[str, Any]]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     from critwrap.callbacks.attack import AttackEvalCallback
@@ -96,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         n_envs=n_envs,
         seed=args.victim_seed,
     )
-    model = PPO(
-        "MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=5e-4, ent_coef=0.01,
-        gamma=0.99, gae_lambda=0.95, clip_range=0.2, policy_kwargs=policy_kwargs(), seed=args.victim_seed,
-        device="cpu", verbose=0,
-    )  # fmt: skip
+    model = victim_ppo(venv, args.victim_seed)
     detector = load_scorer(args.dsi, args.windows)
     callbacks = {
         k: AttackEvalCallback(

@@ -147,12 +147,22 @@ def play(env: Any, victim: Any, seed: int, rng: np.random.Generator | None = Non
     return {"return": total, "length": n, "frames": frames, "truncated": bool(trunc)}
 
 
+def victim_ppo(venv: Any, seed: int) -> Any:
+    """The victim's PPO (MinAtar's network, the hyperparameters of runs M-M5), untrained."""
+    from stable_baselines3 import PPO
+
+    return PPO(
+        "MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=5e-4, ent_coef=0.01,
+        gamma=0.99, gae_lambda=0.95, clip_range=0.2, policy_kwargs=policy_kwargs(), seed=seed,
+        device="cpu", verbose=0,
+    )  # fmt: skip
+
+
 def train_victim(args: argparse.Namespace) -> Path:
     path = args.out / "victim.zip"
     if path.is_file():
         log(f"victim: reusing {path}")
         return path
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -161,11 +171,7 @@ def train_victim(args: argparse.Namespace) -> Path:
         n_envs=8,
         seed=args.victim_seed,
     )
-    model = PPO(
-        "MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=5e-4, ent_coef=0.01,
-        gamma=0.99, gae_lambda=0.95, clip_range=0.2, policy_kwargs=policy_kwargs(), seed=args.victim_seed,
-        device="cpu", verbose=0,
-    )  # fmt: skip
+    model = victim_ppo(venv, args.victim_seed)
     model.learn(args.ppo_steps)
     model.save(str(path))
     check_victim(args, path, time.perf_counter() - t0, time.process_time() - c0)

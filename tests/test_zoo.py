@@ -63,6 +63,21 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+# a short PPO run on CartPole (128 steps, no periodic evaluation)
+TINY_CARTPOLE_RUN = [
+    "train",
+    "ppo",
+    "CartPole-v1",
+    "--timesteps",
+    128,
+    "--eval-freq",
+    0,
+    "--eval-episodes",
+    1,
+    *TINY_PPO,
+]
+
+
 def zoo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     rc = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -389,18 +404,7 @@ def test_a_run_in_use_by_another_process_is_refused_and_the_lock_is_released(
     from critwrap.zoo.runs import run_lock
 
     run = run_path("ppo", "CartPole-v1")
-    args = [
-        "train",
-        "ppo",
-        "CartPole-v1",
-        "--timesteps",
-        128,
-        "--eval-freq",
-        0,
-        "--eval-episodes",
-        1,
-        *TINY_PPO,
-    ]
+    args = TINY_CARTPOLE_RUN
     with run_lock(run):  # as another `zoo train` holds it (flock: a second open file conflicts)
         for extra in ([], ["--overwrite"]):
             rc, _, err = zoo(capsys, *args, *extra)
@@ -417,18 +421,7 @@ def test_a_run_in_use_by_another_process_is_refused_and_the_lock_is_released(
 
 
 def test_existing_run_needs_resume_or_overwrite(capsys: pytest.CaptureFixture[str]) -> None:
-    args = [
-        "train",
-        "ppo",
-        "CartPole-v1",
-        "--timesteps",
-        128,
-        "--eval-freq",
-        0,
-        "--eval-episodes",
-        1,
-        *TINY_PPO,
-    ]
+    args = TINY_CARTPOLE_RUN
     assert zoo(capsys, *args)[0] == 0
     rc, _, err = zoo(capsys, *args)
     assert rc == 1 and "already holds a run (status: finished)" in err and "--resume" in err

@@ -395,14 +395,6 @@ def _run_training(opts: TrainOptions, stack: contextlib.ExitStack) -> TrainResul
                 "--experiment, --log-dir and --wrapper/--callback options as the run to resume (or --variant)."
             )
         config = dict(read_json(rdir / "config.json"))
-        if latest_checkpoint(rdir) is None:  # before the run's status is touched: keep its own error
-            prev = read_status(rdir) or {}
-            why = f"; it {prev['status']} with {str(prev['error']).rstrip('.')}" if prev.get("error") else ""
-            raise RunNotFoundError(
-                f"cannot resume {rdir}: no checkpoint in {rdir / 'checkpoints'}{why}. A run trained with "
-                "--save-freq 0, or one that stopped before its first checkpoint, cannot be resumed: start it "
-                "again with --overwrite"
-            )
         if opts.hp:
             from critwrap.zoo.hyperparams import parse_hp_overrides
 
@@ -437,6 +429,14 @@ def _run_training(opts: TrainOptions, stack: contextlib.ExitStack) -> TrainResul
         ):
             if value is not None:
                 config[key] = int(value)
+        if latest_checkpoint(rdir) is None:  # before the run's status is touched: keep its own error
+            prev = read_status(rdir) or {}
+            why = f"; it {prev['status']} with {str(prev['error']).rstrip('.')}" if prev.get("error") else ""
+            raise RunNotFoundError(
+                f"cannot resume {rdir}: no checkpoint in {rdir / 'checkpoints'}{why}. A run trained with "
+                "--save-freq 0, or one that stopped before its first checkpoint, cannot be resumed: start it "
+                "again with --overwrite"
+            )
         config.setdefault("resumed", []).append({"command": list(opts.command or sys.argv)})
     else:
         config = _new_config(opts)
