@@ -912,6 +912,10 @@ def test_attack_eval_callback_bad_input() -> None:
     with pytest.raises(ValueError, match="methods must be"):
         AttackEvalCallback(FlagDetector(), env="CartPole-v1", methods=["detektor"])
     AttackEvalCallback(None, env="CartPole-v1", methods="random,victim")  # no detector needed
+    with pytest.raises(ValueError, match="needs epsilon"):
+        AttackEvalCallback(FlagDetector(), env="CartPole-v1", perturbation="pgd")
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        AttackEvalCallback(FlagDetector(), env="CartPole-v1", perturbation="swap")
 
     class CorridorOnly(Detector):
         def score(self, frames: np.ndarray) -> np.ndarray:

@@ -140,6 +140,9 @@ class AttackEvalCallback(BaseCallback):
                 "AttackEvalCallback needs env= (a Gymnasium env, a name for critwrap.make or a function "
                 "returning an env); only inside `zoo train` is the run's own evaluation env used"
             )
+        from critwrap.attack.perturbations import make_perturbation
+
+        make_perturbation(perturbation, epsilon=epsilon)  # a bad name or a missing epsilon fails now
         if isinstance(frames, str):
             from critwrap.zoo.attack import parse_frames
 
