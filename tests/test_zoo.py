@@ -174,6 +174,14 @@ def test_eval_max_steps_caps_every_evaluation_and_slow_evaluations_are_noted(
         lengths = data["ep_lengths"]
     assert lengths.shape == (2, 2) and lengths.max() == 7  # an untrained CartPole policy lasts longer than 7
     assert max(read(run / "final_eval.json")["lengths"]) == 7
+    # each evaluation's time is logged at the evaluation's own step, beside eval/mean_reward
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = run.glob("tb/*/events.out.tfevents.*")
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in ("eval/seconds", "eval/mean_reward")}
+    assert steps["eval/seconds"] == steps["eval/mean_reward"] == [128, 256]
     rc, out, err = zoo(capsys, "evaluate", "--run", run, "--episodes", 3)
     assert rc == 0, err
     assert "length 7.0 +- 0.0" in out  # the run's evaluation env keeps the cap

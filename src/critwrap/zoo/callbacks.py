@@ -86,10 +86,26 @@ class ZooEvalCallback(EvalCallback):
     def _on_step(self) -> bool:
         before = len(self.evaluations_timesteps)
         t0 = time.perf_counter()
-        keep_going = super()._on_step()
+        logger = self.logger
+        dump = logger.dump
+        patched_before = "dump" in vars(logger)
+
+        def dump_with_seconds(step: int = 0) -> None:
+            # EvalCallback dumps its eval/ metrics right after evaluating: add the evaluation's time to
+            # the same record, so it lands at the evaluation's step (TensorBoard, CSV, stdout)
+            logger.record("eval/seconds", time.perf_counter() - t0)
+            dump(step)
+
+        logger.dump = dump_with_seconds  # type: ignore[method-assign]
+        try:
+            keep_going = super()._on_step()
+        finally:
+            if patched_before:
+                logger.dump = dump  # type: ignore[method-assign]
+            else:
+                del logger.dump  # the class's method again
         if len(self.evaluations_timesteps) != before:
             seconds = time.perf_counter() - t0
-            self.logger.record("eval/seconds", seconds)
             write_evaluations_csv(
                 self.csv_path, self.evaluations_timesteps, self.evaluations_results, self.evaluations_length
             )
