@@ -3,6 +3,7 @@ extraction from a detector, make() forms, the batched VecEnv path, hot swap, bad
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -603,6 +604,49 @@ def test_zoo_train_ppo_keycorridor_with_subgoal_reward(
     assert cfg["wrappers"][0]["name"] == "subgoal-reward"
     assert cfg["wrappers"][0]["kwargs"] == {"detector": str(det), "episodes": str(store), "k": 2}
     assert json.loads((config.parent / "status.json").read_text())["status"] == "finished"
+
+
+def test_the_issue_command_detector_only_uses_the_episodes_the_detector_was_fitted_on(
+    tiny_dsi: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`zoo train ppo KeyCorridor --wrapper subgoal-reward:detector=PATH`: `zoo detect fit` records its
+    episodes in fit.json, and the wrapper extracts its subgoals from them (saying so)."""
+    from critwrap.detectors.base import fitted_on
+    from critwrap.zoo.__main__ import main
+
+    torch.set_num_threads(1)
+    _, store = tiny_dsi
+    monkeypatch.chdir(tmp_path)
+    fit = ["detect", "fit", "--data", str(store), "--out", "det", "--epochs", "1", "--batch-size", "4",
+           "--threads", "1", "--set", "channels=[4,8,8,8,8]", "--set", "lstm_hidden=8", "--no-progress"]  # fmt: skip
+    assert main(fit) == 0
+    assert fitted_on("det") == str(Path(store).resolve())
+    assert json.loads(Path("det/fit.json").read_text())["data"] == str(store)
+    capsys.readouterr()
+    rc = main(
+        [
+            "train", "ppo", "KeyCorridor", "--timesteps", "64", "--eval-freq", "0", "--eval-episodes", "1",
+            "--wrapper", "subgoal-reward:detector=det,k=2", "--eval-skip-wrapper", "subgoal-reward",
+            "--hp", "n_envs=1", "--hp", "n_steps=64", "--hp", "batch_size=32", "--hp", "n_epochs=1",
+            "--hp", "policy_kwargs={net_arch: [8], features_extractor_kwargs: {features_dim: 8}}",
+            "--num-threads", "1",
+        ]
+    )  # fmt: skip
+    _, err = capsys.readouterr()
+    assert rc == 0, err
+    # a detector folder without fit.json (saved from Python) still needs episodes=, and says so
+    Path("det/fit.json").unlink()
+    with pytest.raises(ValueError, match=r"subgoal set is empty.*fit\.json"):
+        critwrap.make("KeyCorridor", wrappers=[(SubgoalReward, {"detector": "det", "k": 2})])
+    with pytest.warns(UserWarning, match="the episodes the detector was fitted on"):
+        from critwrap.detectors.base import write_fit_info
+
+        write_fit_info("det", store)
+        env = critwrap.make("KeyCorridor", wrappers=[(SubgoalReward, {"detector": "det", "k": 2})])
+    assert len(env.subgoal_set) >= 1
 
 
 # ---- detector device ---------------------------------------------------------------------------------------

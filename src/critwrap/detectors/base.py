@@ -25,9 +25,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "Detector", "DetectorFormatError", "load_detector"]
+__all__ = [
+    "FIT_INFO",
+    "FORMAT_VERSION",
+    "Detector",
+    "DetectorFormatError",
+    "fitted_on",
+    "load_detector",
+    "write_fit_info",
+]
 
 FORMAT_VERSION = 1
+#: the file beside a saved detector that says what it was fitted on (written by ``zoo detect fit``)
+FIT_INFO = "fit.json"
 
 
 class DetectorFormatError(ValueError):
@@ -199,3 +209,34 @@ def load_detector(path: str | os.PathLike[str], expected: type | None = None, de
         raise DetectorFormatError(f"{weights} is corrupt or unreadable: {exc}") from exc
     det._set_state(state)
     return det if device is None else det.to(device)
+
+
+def write_fit_info(path: str | os.PathLike[str], data: str | os.PathLike[str], **info: Any) -> Path:
+    """Record in a saved detector's folder which episodes it was fitted on (``fit.json``).
+
+    ``data`` is kept as given and, when it is a folder on this machine, as an absolute path, so that
+    :func:`fitted_on` finds it again from anywhere (``SubgoalReward`` extracts its subgoals from those
+    episodes when it is given none)."""
+    root = Path(path)
+    record: dict[str, Any] = {"data": str(data), **info}
+    if Path(data).exists():
+        record["data_path"] = str(Path(data).resolve())
+    out = root / FIT_INFO
+    out.write_text(json.dumps(record, indent=1, default=str))
+    return out
+
+
+def fitted_on(path: str | os.PathLike[str]) -> str | None:
+    """The episodes a saved detector was fitted on (from its ``fit.json``), if they are still on disk."""
+    info_path = Path(path) / FIT_INFO
+    if not info_path.is_file():
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    for key in ("data_path", "data"):
+        value = info.get(key)
+        if isinstance(value, str) and value and Path(value).exists():
+            return value
+    return None

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -580,6 +581,17 @@ class _SubgoalCore:
         self.exclude_failed = bool(exclude_failed)
         self._user_encoder = encoder is not None
         self._explicit = None if subgoals is None else np.asarray(subgoals)
+        if episodes is None and subgoals is None and isinstance(detector, str | os.PathLike):
+            from critwrap.detectors.base import fitted_on
+
+            episodes = fitted_on(detector)
+            if episodes is not None:
+                warnings.warn(
+                    f"{who}: no episodes= given, so the subgoals come from the episodes the detector was "
+                    f"fitted on ({episodes}, named in {Path(detector) / 'fit.json'}); pass episodes= to "
+                    "choose others",
+                    stacklevel=3,
+                )
         self._episodes_source = episodes
         self.detector_device = detector_device
         self.detector = resolve_detector(detector, detector_device)
@@ -660,7 +672,9 @@ class _SubgoalCore:
         if not parts:
             raise ValueError(
                 f"{self._who}: the subgoal set is empty: give episodes= (with a detector) to extract "
-                "subgoals from, or subgoals= (embeddings or observations)"
+                "subgoals from, or subgoals= (embeddings or observations). (A detector saved by `zoo detect "
+                "fit` names the episodes it was fitted on in its fit.json, and they are used when episodes= "
+                "is left out.)"
             )
         return SubgoalSet(np.concatenate(parts), weights, self.threshold, center)
 

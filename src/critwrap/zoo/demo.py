@@ -82,6 +82,11 @@ def run_demo(
     det = DSI(channels=(16, 32, 32, 64, 64), lstm_hidden=32, batch_size=32, lr=1e-3, max_length=84, seed=seed)
     det.fit(train_eps, epochs=epochs, progress=True, seed=seed, tensorboard_log=str(out / "dsi_tb"))
     det.save(out / "dsi")
+    from critwrap.detectors.base import write_fit_info
+
+    write_fit_info(
+        out / "dsi", out / "gridworld" / "train", sequences=len(train_eps), epochs=epochs, seed=seed
+    )
     _say(f"    trained in {time.time() - t1:.0f} s")
 
     _say("3/4 evaluating on the test split (threshold chosen on the validation split)")

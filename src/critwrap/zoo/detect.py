@@ -634,9 +634,22 @@ def _fit(args: argparse.Namespace) -> int:
         detector = Windowed(detector, args.windows, fit_on_windows=True)
         print(f"scoring whole episodes with {args.windows}-frame windows every {detector.stride} steps")
     if args.overwrite and out.exists():
-        for name in ("config.json", "weights.safetensors"):
+        for name in ("config.json", "weights.safetensors", "fit.json"):
             (out / name).unlink(missing_ok=True)
     detector.save(out)
+    from critwrap.detectors.base import write_fit_info
+
+    write_fit_info(
+        out,
+        args.data,
+        sequences=len(episodes),  # episodes, or clips with --windows
+        max_episodes=args.max_episodes,
+        windows=args.windows,
+        val=args.val,
+        seed=args.seed,
+        epochs=args.epochs,
+        command=getattr(args, "command_line", None),
+    )
     print(f"saved {out}")
     return 0
 
