@@ -7,6 +7,7 @@ Runs here are written by hand in the documented layout (no training), so the tes
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -398,3 +399,18 @@ def test_one_run_per_environment_is_noted_as_giving_no_interval(tmp_path: Path) 
     iqm = rep.estimates["dqn/base"]["IQM"]
     assert iqm.low == iqm.high == iqm.point  # what the note is about: the interval collapsed
     assert rep.estimates["dqn/sticky"]["IQM"].low < rep.estimates["dqn/sticky"]["IQM"].high
+
+
+def test_a_running_run_is_told_apart_from_an_interrupted_one_without_writing(tmp_path: Path) -> None:
+    from critwrap.zoo.runs import run_lock
+
+    root = tmp_path / "runs"
+    d = fake_run(root, "Pong", "base", 0, 1.0, status="running")
+    (bad,) = scan(root).bad
+    assert bad.kind == "partial" and "interrupted, or training on another machine" in str(bad)
+    assert not list(d.parent.glob(".*.lock"))  # reading the store creates no lock file
+    with run_lock(d):
+        (bad,) = scan(root).bad
+        assert f"still training: pid {os.getpid()}" in str(bad)
+    (bad,) = scan(root).bad  # released
+    assert "interrupted" in str(bad)

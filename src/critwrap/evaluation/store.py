@@ -261,10 +261,19 @@ def load_run_record(path: str | Path) -> Run:
     if state == "failed":
         raise BadRunError("failed", str(status.get("error") or "status.json says failed"))
     if state != "finished":
+        from critwrap.zoo.runs import run_in_use
+
+        # `zoo train` holds a lock while it trains: tell a live run from an interrupted one
+        holder = run_in_use(path) if state == "running" else None
+        why = (
+            f"still training: {holder}"
+            if holder
+            else "no process here holds its lock: interrupted, or training on another machine"
+        )
         raise BadRunError(
             "partial",
             f"status.json says {state!r} at {status.get('num_timesteps', '?')}/"
-            f"{status.get('total_timesteps', '?')} timesteps (interrupted, or still training)",
+            f"{status.get('total_timesteps', '?')} timesteps ({why})",
         )
     final = _read_json(path / "final_eval.json", "status.json says finished, but there is no final_eval.json")
     if not isinstance(final, dict) or "mean_return" not in final:

@@ -105,16 +105,32 @@ class RunNotFoundError(FileNotFoundError):
 
 
 class RunInUseError(FileExistsError):
-    """Another process is training in the same run directory."""
+    """Another process is training in the same run directory (``owner``: which, as its lock file says)."""
+
+    owner: str = "another process"
+
+
+def _lock_path(directory: Path) -> Path:
+    return directory.parent / f".{directory.name}.lock"
 
 
 def run_in_use(directory: str | Path) -> str | None:
-    """Who holds the lock of :func:`run_lock` on this run directory now (``None``: nobody)."""
+    """Who holds the lock of :func:`run_lock` on this run directory now (``"pid N on HOST since T"``;
+    ``None``: no process on this machine). Only reads: safe on a read-only result store."""
+    path = _lock_path(Path(directory))
     try:
-        with run_lock(directory):
-            return None
-    except RunInUseError as exc:
-        return str(exc)
+        import fcntl
+
+        fh = open(path, encoding="utf-8")  # closed below
+    except (ImportError, OSError):  # no fcntl (Windows), no lock file, or unreadable: nobody here
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # fails while a trainer holds it exclusively
+        except BlockingIOError:
+            return fh.read().strip() or "another process"
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
 
 
 @contextlib.contextmanager
@@ -134,7 +150,7 @@ def run_lock(directory: str | Path) -> Iterator[None]:
         yield
         return
     directory.parent.mkdir(parents=True, exist_ok=True)
-    path = directory.parent / f".{directory.name}.lock"
+    path = _lock_path(directory)
     fh = open(path, "a+", encoding="utf-8")  # held for the duration of the context
     try:
         try:
@@ -142,10 +158,12 @@ def run_lock(directory: str | Path) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             owner = fh.read().strip() or "another process"
-            raise RunInUseError(
+            err = RunInUseError(
                 f"{directory} is in use: {owner} is training in it (lock {path}). Wait for it to finish, or "
                 "choose another --seed / --experiment / --variant."
-            ) from None
+            )
+            err.owner = owner
+            raise err from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}\n")
