@@ -418,7 +418,16 @@ def test_a_run_in_use_by_another_process_is_refused_and_the_lock_is_released(
             rc, _, err = zoo(capsys, *args, *extra)
             assert rc == 1 and "is in use" in err and f"pid {os.getpid()}" in err
         assert not run.exists()  # nothing was written or deleted
-    assert zoo(capsys, *args)[0] == 0  # released: the run goes ahead
+    rc, out, _ = zoo(capsys, *args)
+    assert rc == 0  # released: the run goes ahead
+    # 128 asked, 2 envs x 64 steps per rollout: exactly one rollout, no note
+    assert "Trained 128 timesteps ->" in out
+    rc, out, _ = zoo(capsys, *args[:4], 100, *args[5:], "--experiment", "short")
+    assert (
+        rc == 0
+        and "Trained 128 timesteps (asked for 100: PPO collects whole rollouts of n_steps x n_envs = 128 steps)"
+        in out
+    )
     assert zoo(capsys, *args, "--overwrite")[0] == 0  # and the finished run released it again
     with run_lock(run):
         rc, _, err = zoo(capsys, *args, "--resume")

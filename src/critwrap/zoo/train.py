@@ -804,8 +804,16 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_training(opts)
     fe = result.final_eval
+    asked = int(getattr(result.model, "_total_timesteps", 0) or 0)
+    extra = ""
+    if asked and result.num_timesteps > asked and hasattr(result.model, "n_steps"):
+        n_envs = int(getattr(result.model, "n_envs", 1))
+        extra = (
+            f" (asked for {asked}: {type(result.model).__name__} collects whole rollouts of n_steps x n_envs = "
+            f"{int(result.model.n_steps) * n_envs} steps)"
+        )
     print(
-        f"Trained {result.num_timesteps} timesteps -> {result.run_dir}\n"
+        f"Trained {result.num_timesteps} timesteps{extra} -> {result.run_dir}\n"
         f"Final evaluation ({fe['n_episodes']} episodes): return {fe['mean_return']:.2f} +- {fe['std_return']:.2f}, "
         f"length {fe['mean_length']:.1f}"
     )
