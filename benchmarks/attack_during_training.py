@@ -44,8 +44,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--victim-seed", type=int, default=21)
     p.add_argument("--seed", type=int, default=50000, help="first env seed of the attacked games")
     p.add_argument("--max-steps", type=int, default=1000, help="cap of an attacked game")
+    p.add_argument(
+        "--train-random-actions",
+        type=float,
+        default=0.0,
+        help="during training only, replace each action by a uniformly random different one with this "
+        "probability (run T3; default 0)",
+    )
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
+
+
+def random_action_noise(env: Any, prob: float, seed: int) -> Any:
+    """``env`` whose actions are replaced, with probability ``prob``, by a uniformly random different one."""
+    import gymnasium as gym
+
+    class RandomWrongActions(gym.ActionWrapper):  # type: ignore[type-arg]
+        def __init__(self, inner: Any) -> None:
+            super().__init__(inner)
+            self.rng = np.random.default_rng(seed)
+
+        def action(self, action: Any) -> Any:
+            if prob > 0 and self.rng.random() < prob:
+                n = int(self.action_space.n)
+                other = int(self.rng.integers(n - 1))
+                return other + int(other >= int(action))
+            return action
+
+    return RandomWrongActions(env)
 
 
 def plot(histories: dict[int, list[dict[str, Any]]], path: Path) -> None:
@@ -90,11 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     n_envs = 8
-    venv = make_vec_env(
-        lambda: make_env(TRAIN_STEPS["breakout"], sticky=0.1, game="breakout"),
-        n_envs=n_envs,
-        seed=args.victim_seed,
-    )
+    if not 0.0 <= args.train_random_actions < 1.0:
+        raise SystemExit(f"--train-random-actions must be in [0, 1), got {args.train_random_actions}")
+    counter = iter(range(10**6))
+
+    def train_env() -> Any:
+        env = make_env(TRAIN_STEPS["breakout"], sticky=0.1, game="breakout")
+        if args.train_random_actions > 0:
+            env = random_action_noise(
+                env, args.train_random_actions, seed=args.victim_seed * 1000 + next(counter)
+            )
+        return env
+
+    venv = make_vec_env(train_env, n_envs=n_envs, seed=args.victim_seed)
     model = victim_ppo(venv, args.victim_seed)
     detector = load_scorer(args.dsi, args.windows)
     callbacks = {
