@@ -268,3 +268,19 @@ def test_attack_eval_callback_in_a_zoo_run(setup: dict[str, Path], tmp_path: Pat
         # every episode attacked; a second planned step may not be reached when the first ends the episode
         assert all(row["attacked_episodes"] == 3 for row in r["table"][1:])
         assert all(1 <= row["mean_perturbed_steps"] <= 2 for row in r["table"][1:])
+
+
+def test_attack_eval_in_a_minigrid_zoo_run_scores_the_agents_view(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    """frames=minigrid-pov reads the env itself, so the run's evaluation env must be the plain env (no
+    frame stack: not a VecEnv adapter)."""
+    cb = f"attack-eval:detector={setup['det']},k=2,episodes=2,eval_freq=64,frames=minigrid-pov:4"
+    args = ["train", "ppo", "MiniGrid-Empty-5x5-v0", "--timesteps", "64", "--log-dir", str(tmp_path),
+            "--eval-freq", "0", "--eval-episodes", "1", "--eval-max-steps", "20", "--hp", "n_envs=1",
+            "--hp", "n_steps=64", "--hp", "batch_size=32", "--hp", "n_epochs=1", "--callback", cb,
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    (log,) = tmp_path.glob("default/ppo/*/*/seed_0/attack_eval.jsonl")
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["timesteps"] == 64 and record["table"][0]["episodes"] == 2

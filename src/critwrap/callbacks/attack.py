@@ -203,6 +203,19 @@ class AttackEvalCallback(BaseCallback):
         hp = dict(cfg.get("hyperparams", {}))
         skip = set(cfg.get("eval_skip_wrappers", []))
         wrappers = [(w["name"], w["kwargs"]) for w in cfg.get("wrappers", []) if w["name"] not in skip]
+        if not hp.get("frame_stack") and not hp.get("normalize"):
+            # a plain Gymnasium env, as `zoo attack` uses: frame functions that read the env itself
+            # (frames="render", "minigrid-pov") see the real env, not a VecEnv adapter
+            from critwrap.zoo.common import make_env_fn
+
+            return make_env_fn(
+                cfg["env"],
+                wrappers=wrappers,
+                training=False,
+                env_kwargs=hp.get("env_kwargs"),
+                monitor=False,
+                max_episode_steps=cfg.get("eval_max_steps"),
+            )()
         venv = make_vec_env(
             cfg["env"],
             n_envs=1,
