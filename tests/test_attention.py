@@ -399,6 +399,14 @@ def test_zoo_adapter_fit_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert (out / name).is_file(), name
     fit = json.loads((out / "fit.json").read_text())
     assert fit["frames"] == 12 and fit["foreground_fraction"] == 1.0 and fit["render"]["size"] == 20
+    # TensorBoard: every iteration's losses of both stages and the masks' foreground fraction
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    scalars = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    assert scalars["stage1/reconstruction"] == [0, 1] and scalars["stage2/mask"] == [0, 1]
+    assert scalars["stage2/features"] == [0, 1] and scalars["targets/foreground_fraction"] == [0]
     assert main(argv) == 1  # refuses to overwrite
     assert "--force" in capsys.readouterr().err
     again = [*argv[: argv.index("--out") + 1], str(tmp_path / "again"), *argv[argv.index("--out") + 2 :]]

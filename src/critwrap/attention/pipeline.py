@@ -191,6 +191,7 @@ def fit_vai(
     log: Callable[[str], None] | None = None,
     episode_frames: int | None = None,
     wrappers: Sequence[tuple[str, dict[str, Any]]] = (),
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Fit VAI's two stages on ``frames`` random-policy frames of ``env_id`` and save them in ``out``.
 
@@ -198,6 +199,9 @@ def fit_vai(
     timings, final losses, foreground fraction) and returns the ``fit.json`` dict. ``transporter``: a
     folder with a stage-1 checkpoint to reuse instead of training one (to try other mask thresholds).
     ``wrappers``: see :func:`make_pixel_env`; saved in the checkpoint, so :func:`show_adapter` uses them.
+    ``tensorboard``: a folder for TensorBoard event files with every iteration's losses
+    (``stage1/reconstruction``, ``stage2/mask``, ``stage2/features``) and the keypoint masks'
+    ``targets/foreground_fraction``.
     """
     import torch
 
@@ -227,9 +231,16 @@ def fit_vai(
     )
 
     losses: dict[str, float] = {}
+    writer: Any = None
+    if tensorboard is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(tensorboard))
 
     def report1(it: int, loss: float) -> None:
         losses["transporter"] = loss
+        if writer is not None:
+            writer.add_scalar("stage1/reconstruction", loss, it)
         if it % max(1, stage1.iterations // 10) == 0:
             say(f"stage 1 iteration {it}/{stage1.iterations}: reconstruction {loss:.5f}")
 
@@ -255,6 +266,9 @@ def fit_vai(
     timings["targets_s"] = time.perf_counter() - start
     fraction = float(targets.mean())
     say(f"keypoint masks: {fraction:.1%} of the pixels are foreground")
+    if writer is not None:
+        writer.add_scalar("targets/foreground_fraction", fraction, 0)
+        writer.flush()
     if fraction == 0.0:
         raise ValueError(
             f"the keypoint masks are empty at threshold {threshold}; lower --threshold or train stage 1 longer"
@@ -262,6 +276,9 @@ def fit_vai(
 
     def report2(it: int, reconstruction: float, matching: float) -> None:
         losses["adapter_mask"], losses["adapter_features"] = reconstruction, matching
+        if writer is not None:
+            writer.add_scalar("stage2/mask", reconstruction, it)
+            writer.add_scalar("stage2/features", matching, it)
         if it % max(1, stage2.iterations // 10) == 0:
             say(
                 f"stage 2 iteration {it}/{stage2.iterations}: mask {reconstruction:.5f} features {matching:.5f}"
@@ -271,6 +288,8 @@ def fit_vai(
     with torch.random.fork_rng():
         adapter = fit_adapter(all_frames, targets, stage2, progress=report2)
     timings["stage2_s"] = time.perf_counter() - start
+    if writer is not None:
+        writer.close()
     adapter.save(
         out,
         stage2,

@@ -106,6 +106,11 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="write no TensorBoard logs (default: the losses of both stages under OUT/tb)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
@@ -200,6 +205,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         log=log,
         episode_frames=args.episode_frames,
         wrappers=wrappers,
+        tensorboard=None if args.no_tensorboard else args.out / "tb",
     )
     summary["command_line"] = getattr(args, "command_line", sys.argv)
     (args.out / "fit.json").write_text(json.dumps(summary, indent=2, default=str))
