@@ -44,12 +44,23 @@ def zoo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_rlsp_from_a_states_file_then_train_on_the_reward(capsys: pytest.CaptureFixture[str]) -> None:
     np.save("states.npy", np.array([[0.0, 0.01, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0]]))
     rc, out, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "states.npy", "--n-states", "1",
-                       "--out", "r.safetensors", *SMALL)  # fmt: skip
+                       "--out", "r.safetensors", "--tensorboard", "tb", *SMALL)  # fmt: skip
     assert rc == 0, err
     summary = json.loads(out[: out.rindex("}") + 1])
     assert summary["n_states"] == 1 and summary["epochs"] == 2 and summary["method"] == "deep-rlsp"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator("tb")
+    acc.Reload()
+    grad = acc.Scalars("rlsp/grad_norm")
+    assert [e.step for e in grad] == [1, 2] and [e.step for e in acc.Scalars("rlsp/horizon")] == [1, 2]
+    assert list(Path("tb/sac").glob("SAC_*/events.out.tfevents.*"))  # the SAC's own metrics
     reward = load_reward("r.safetensors", env_id="InvertedPendulum-v5", obs_dim=4)
     assert reward.info["method"] == "deep-rlsp" and len(reward.info["history"]) == 2
+    # the logged gradient norms are the iterations' own
+    assert [e.value for e in grad] == pytest.approx(
+        [h["grad_norm"] for h in reward.info["history"]], rel=1e-6
+    )
     assert "--wrapper rlsp-reward:path=r.safetensors" in out
     # progress bars on stderr: the three setup stages, then the iterations (2 of at most 2 * 10)
     assert "Deep RLSP setup" in err and "3/3" in err

@@ -512,6 +512,7 @@ class DeepRLSP:
         self._ready = False
         #: a tqdm bar that :meth:`step` advances (set by :func:`infer_reward` with ``progress=True``)
         self.progress_bar: Any = None
+        self.writer: Any = None  # a TensorBoard SummaryWriter (infer_reward's tensorboard=)
 
     def make_env(self) -> gym.Env[Any, Any]:
         return gym.make(self.env_id, **self.env_kwargs)
@@ -757,6 +758,11 @@ class DeepRLSP:
             "done": self.curriculum.done,
         }
         self.history.append(stats)
+        if self.writer is not None:
+            for key, value in stats.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self.writer.add_scalar(f"rlsp/{key}", value, stats["epoch"])
+            self.writer.flush()
         if self.progress_bar is not None:
             self.progress_bar.update(1)
             self.progress_bar.set_postfix(horizon=horizon, grad_norm=f"{grad_norm:.3g}", refresh=False)
@@ -806,6 +812,7 @@ def infer_reward(
     rlsp: DeepRLSP | None = None,
     max_policy_steps: int | None = None,
     progress: bool = False,
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> RLSPResult:
     """Run Deep RLSP with SB3 SAC on ``env_id`` from the observed ``states``; returns the inferred reward
     (``theta`` normalised to norm 1, as the original's evaluation of inferred rewards).
@@ -816,6 +823,9 @@ def infer_reward(
     new SAC from scratch instead (the original's pendulum setting); ``model`` is then the last one.
     ``progress=True`` shows tqdm bars: the setup stages, then the Deep RLSP iterations (as many as
     the curriculum allows; it may end earlier) with the current horizon and gradient norm.
+    ``tensorboard``: a folder for TensorBoard logs: every iteration's statistics under ``rlsp/``
+    (``grad_norm``, ``horizon``, ``theta_norm``, ``theta_change``, ``inverse_policy_loss``, ...; step =
+    iteration) and the SAC's own metrics under ``sac/`` (unless ``config.sac_kwargs`` sets its own log).
     """
 
     cfg = config or RLSPConfig()
@@ -837,12 +847,20 @@ def infer_reward(
         from tqdm.auto import tqdm
 
         rlsp.progress_bar = tqdm(total=max_epochs, desc="Deep RLSP", unit="iter", dynamic_ncols=True)
+    if tensorboard is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        rlsp.writer = SummaryWriter(str(tensorboard))
+        sac_kwargs.setdefault("tensorboard_log", str(Path(tensorboard) / "sac"))
     try:
         model = _run_loop(rlsp, venv, cfg, sac_kwargs, max_epochs, max_policy_steps, save_path)
     finally:
         if rlsp.progress_bar is not None:
             rlsp.progress_bar.close()
             rlsp.progress_bar = None
+        if rlsp.writer is not None:
+            rlsp.writer.close()
+            rlsp.writer = None
     reward = rlsp.final_reward
     if save_path is not None:
         reward.save(save_path)

@@ -107,6 +107,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--save-states", default=None, metavar="FILE.npy", help="also save the states used")
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="--method deep-rlsp: TensorBoard logs of every iteration (rlsp/...) and of the SAC (sac/...)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="print a line per stage and iteration")
     return p
 
@@ -209,7 +215,13 @@ def run(args: argparse.Namespace) -> int:
     rlsp = DeepRLSP(args.env, states, cfg, expert=expert)
     if args.method == "deep-rlsp":
         result = infer_reward(
-            args.env, states, cfg, rlsp=rlsp, save_path=args.out, progress=not args.no_progress
+            args.env,
+            states,
+            cfg,
+            rlsp=rlsp,
+            save_path=args.out,
+            progress=not args.no_progress,
+            tensorboard=args.tensorboard,
         )
         reward = result.reward
         reward.info.update({"states": notes, "history": result.history})
