@@ -200,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
     if args.num_threads:
         torch.set_num_threads(int(args.num_threads))
     cfg = _config(args)
+    if args.tensorboard and args.method != "deep-rlsp":
+        raise ValueError(f"--tensorboard logs Deep RLSP's iterations; --method {args.method} has none to log")
     t0 = time.perf_counter()
     if args.method == "deep-rlsp":  # fail before sampling states when the env cannot be simulated
         import gymnasium as gym
