@@ -97,7 +97,7 @@ def test_rlsp_ablation_with_states_sampled_from_a_policy(capsys: pytest.CaptureF
 
 
 def test_rlsp_bad_input_gives_clear_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    rc, _, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--n-states", "1", "--out", "x",
+    rc, _, err = zoo(capsys, "rlsp", "--env", "InvertedPendulum-v5", "--states", "s.npy", "--out", "x",
                      "--method", "average-features", "--tensorboard", "tb")  # fmt: skip
     assert rc == 1 and "--method average-features has none to log" in err
     np.save("wrong.npy", np.zeros((3, 17)))
