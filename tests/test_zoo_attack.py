@@ -60,6 +60,10 @@ def test_attack_table_and_result_files(setup: dict[str, Path], capsys: pytest.Ca
     with json_path.with_suffix(".csv").open() as fh:
         csv_rows = list(csv.DictReader(fh))
     assert [r["method"] for r in csv_rows] == ["clean", "detector", "random", "victim"]
+    from PIL import Image
+
+    with Image.open(json_path.with_suffix(".png")) as im:  # the table as a picture
+        assert im.size[0] > 300 and im.size[1] > 200
 
 
 def test_attack_bad_input(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

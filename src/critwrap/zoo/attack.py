@@ -4,8 +4,8 @@ Replay protocol (:func:`critwrap.attack.evaluate_attack`): for each of ``--episo
 episode, then one replay per method with ``--top-k`` perturbed steps: the detector's top-k, k random
 steps, and the victim's own top-k (Q-value spread, policy entropy or value). Prints a table (mean return
 with a bootstrap 95% CI, drop from clean, win rate, flipped wins, perturbed steps per episode) and writes
-``attack_<timestamp>.json`` and ``.csv`` into the run directory (or next to ``--model`` when it is a
-model file outside a run).
+``attack_<timestamp>.json``, ``.csv`` and ``.png`` (a bar chart of returns and drops with their CIs)
+into the run directory (or next to ``--model`` when it is a model file outside a run).
 
 ``--protocol online`` (:func:`critwrap.attack.evaluate_online_attack`) attacks while each episode runs
 instead: a step is attacked when the detector's score of the frames so far (or the victim's importance)
@@ -529,5 +529,44 @@ def run(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"Wrote {path} and {csv_path}")
+    png = plot_attack_table(
+        rows, path.with_suffix(".png"), title=f"{loaded.config['algo']} on {loaded.config['env']}"
+    )
+    print(f"Wrote {path}, {csv_path} and {png}")
     return 0
+
+
+def plot_attack_table(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """A bar chart of the table: mean return per condition (clean first) with its 95% bootstrap CI, and
+    each attack's return drop with its CI; written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [str(r["method"]) for r in rows]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(4.0 + 0.9 * len(rows), 3.4))
+    mean = np.array([r["mean_return"] for r in rows], dtype=float)
+    lo = np.array([r["return_ci_low"] for r in rows], dtype=float)
+    hi = np.array([r["return_ci_high"] for r in rows], dtype=float)
+    colors = ["0.5", *[f"C{i}" for i in range(len(rows) - 1)]]
+    ax0.bar(names, mean, yerr=[mean - lo, hi - mean], color=colors, capsize=3)
+    ax0.set_title("return (95% CI)")
+    attacks = rows[1:]
+    d = np.array([r["drop"] for r in attacks], dtype=float)
+    dlo = np.array([r["drop_ci_low"] for r in attacks], dtype=float)
+    dhi = np.array([r["drop_ci_high"] for r in attacks], dtype=float)
+    ax1.bar([str(r["method"]) for r in attacks], d, yerr=[d - dlo, dhi - d], color=colors[1:], capsize=3)
+    ax1.axhline(0.0, color="k", lw=0.6)
+    ax1.set_title(f"return drop at k = {attacks[0]['k'] if attacks else '?'} (95% CI)")
+    for ax in (ax0, ax1):
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(
+        f"{title}: {rows[0]['episodes']} episodes" if title else f"{rows[0]['episodes']} episodes",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -30,7 +30,7 @@ Layout::
         enjoy_<timestamp>.json  written by ``python -m critwrap.zoo enjoy`` (same fields; "video" with
                            ``--record``)
         videos/enjoy_<timestamp>.mp4   written by ``enjoy --record``
-        attack_<timestamp>.json / .csv  written by ``python -m critwrap.zoo attack`` (the attack table:
+        attack_<timestamp>.json / .csv / .png  written by ``python -m critwrap.zoo attack`` (the attack table:
                            clean and attacked returns, drops, win rates, flipped wins per method)
         detector/refresh-<k>/, detector/latest/   detectors saved by the ``detector-refresh``
                            callback (added by ``train --buffer critical-nstep`` without ``--detector``)
