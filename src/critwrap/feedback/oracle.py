@@ -32,7 +32,7 @@ Example:
     >>> from critwrap.feedback.oracle import FeedbackOracle
     >>> obs = np.array([[0.0], [1.0], [2.0]])          # at state 1.0, action 1 is followed by reward
     >>> eps = [Episode(obs, actions=[0, 1, 0], rewards=[0, 0, 1]), Episode(obs, actions=[0, 0, 0], rewards=[0, 0, 0])]
-    >>> oracle = FeedbackOracle(lambda o: np.ones(len(o), dtype=int), selector=RTGGap(), budget=10)
+    >>> oracle = FeedbackOracle(lambda o: np.ones(len(o), dtype=int), selector=RTGGap(), budget=2)
     >>> labels = oracle.label(eps)
     >>> labels.episode_id.tolist(), labels.step.tolist(), labels.label.tolist(), labels.best_action.tolist()
     (['ep-000000', 'ep-000001'], [1, 1], [1, 0], [1, 1])
