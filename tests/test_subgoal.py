@@ -574,6 +574,17 @@ def test_set_subgoals_and_set_detector_on_wrapper_and_vec_twin() -> None:
 # ---- the zoo -----------------------------------------------------------------------------------------------
 
 
+def _tiny_keycorridor_ppo(wrapper: str) -> list[str]:
+    """`zoo train ppo KeyCorridor` for 64 steps with a tiny network and the given --wrapper."""
+    return [
+        "train", "ppo", "KeyCorridor", "--timesteps", "64", "--eval-freq", "0", "--eval-episodes", "1",
+        "--wrapper", wrapper, "--eval-skip-wrapper", "subgoal-reward",
+        "--hp", "n_envs=1", "--hp", "n_steps=64", "--hp", "batch_size=32", "--hp", "n_epochs=1",
+        "--hp", "policy_kwargs={net_arch: [8], features_extractor_kwargs: {features_dim: 8}}",
+        "--num-threads", "1",
+    ]  # fmt: skip
+
+
 def test_zoo_train_ppo_keycorridor_with_subgoal_reward(
     tiny_dsi: tuple[Path, Path],
     tmp_path: Path,
@@ -585,16 +596,7 @@ def test_zoo_train_ppo_keycorridor_with_subgoal_reward(
     torch.set_num_threads(1)
     det, store = tiny_dsi
     monkeypatch.chdir(tmp_path)
-    rc = main(
-        [
-            "train", "ppo", "KeyCorridor", "--timesteps", "64", "--eval-freq", "0", "--eval-episodes", "1",
-            "--wrapper", f"subgoal-reward:detector={det},episodes={store},k=2",
-            "--eval-skip-wrapper", "subgoal-reward",
-            "--hp", "n_envs=1", "--hp", "n_steps=64", "--hp", "batch_size=32", "--hp", "n_epochs=1",
-            "--hp", "policy_kwargs={net_arch: [8], features_extractor_kwargs: {features_dim: 8}}",
-            "--num-threads", "1",
-        ]
-    )  # fmt: skip
+    rc = main(_tiny_keycorridor_ppo(f"subgoal-reward:detector={det},episodes={store},k=2"))
     _, err = capsys.readouterr()
     assert rc == 0, err
     config = next(Path("runs").rglob("config.json"))
@@ -626,15 +628,7 @@ def test_the_issue_command_detector_only_uses_the_episodes_the_detector_was_fitt
     assert fitted_on("det") == str(Path(store).resolve())
     assert json.loads(Path("det/fit.json").read_text())["data"] == str(store)
     capsys.readouterr()
-    rc = main(
-        [
-            "train", "ppo", "KeyCorridor", "--timesteps", "64", "--eval-freq", "0", "--eval-episodes", "1",
-            "--wrapper", "subgoal-reward:detector=det,k=2", "--eval-skip-wrapper", "subgoal-reward",
-            "--hp", "n_envs=1", "--hp", "n_steps=64", "--hp", "batch_size=32", "--hp", "n_epochs=1",
-            "--hp", "policy_kwargs={net_arch: [8], features_extractor_kwargs: {features_dim: 8}}",
-            "--num-threads", "1",
-        ]
-    )  # fmt: skip
+    rc = main(_tiny_keycorridor_ppo("subgoal-reward:detector=det,k=2"))
     _, err = capsys.readouterr()
     assert rc == 0, err
     # a detector folder without fit.json (saved from Python) still needs episodes=, and says so
