@@ -587,3 +587,14 @@ def test_module_entry_point_help() -> None:
     ).stdout
     for option in ("--timesteps", "--wrapper", "--callback", "--hp", "--resume", "--log-dir", "--experiment"):
         assert option in out
+    # no subcommand: the help with the subcommands, not a bare usage error
+    proc = subprocess.run([sys.executable, "-m", "critwrap.zoo"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train an agent" in proc.stdout and "attack" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "critwrap"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "plugins" in proc.stdout and "info" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "critwrap", "plugins", "--kind", "buffer", "--no-check"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and "critical-nstep" in proc.stdout and "attack-eval" not in proc.stdout

@@ -97,8 +97,10 @@ def _print_table(rows: list[dict[str, str]], columns: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m critwrap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plugins", help="list registered wrappers, detectors, callbacks and extractors")
-    p.add_argument("--kind", choices=["wrapper", "detector", "callback", "extractor"], default=None)
+    p = sub.add_parser(
+        "plugins", help="list registered wrappers, detectors, callbacks, extractors and replay buffers"
+    )
+    p.add_argument("--kind", choices=["wrapper", "detector", "callback", "extractor", "buffer"], default=None)
     p.add_argument(
         "--no-check", action="store_true", help="do not import the parts (status stays 'not loaded')"
     )
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         "info", help="versions, devices, rendering and registered parts: paste it into a bug report"
     )
     q.add_argument("--json", action="store_true", help="print JSON")
+    if not (sys.argv[1:] if argv is None else argv):  # no command: the help, with the commands
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
 
     if args.command == "info":

@@ -97,6 +97,9 @@ def build_parser(subcommands: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentP
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if not argv:  # no subcommand: the help, which lists them
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     args.command_line = [os.path.basename(sys.executable), "-m", "critwrap.zoo", *argv]
     show_tb = bool(getattr(args, "verbose", 0)) or os.environ.get("CRITWRAP_TRACEBACK") == "1"
