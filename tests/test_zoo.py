@@ -590,6 +590,16 @@ def test_module_entry_point_help() -> None:
     # no subcommand: the help with the subcommands, not a bare usage error
     proc = subprocess.run([sys.executable, "-m", "critwrap.zoo"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train an agent" in proc.stdout and "attack" in proc.stdout
+    for group, action in (
+        ("detect", "fit"),
+        ("offline", "feedback"),
+        ("record", "gridworld"),
+        ("adapter", "fit"),
+    ):
+        proc = subprocess.run([sys.executable, "-m", "critwrap.zoo", group], capture_output=True, text=True)
+        assert proc.returncode == 0 and action in proc.stdout, (group, proc.stderr)
+    proc = subprocess.run([sys.executable, "-m", "critwrap.zoo", "train"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "required: algo, env" in proc.stderr  # missing arguments stay an error
     proc = subprocess.run([sys.executable, "-m", "critwrap"], capture_output=True, text=True)
     assert proc.returncode == 0 and "plugins" in proc.stdout and "info" in proc.stdout
     proc = subprocess.run(

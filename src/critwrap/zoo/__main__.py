@@ -100,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv:  # no subcommand: the help, which lists them
         parser.print_help()
         return 0
+    if len(argv) == 1:  # a subcommand with actions (detect, offline, record, adapter) but none given
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction) and argv[0] in action.choices:
+                sub = action.choices[argv[0]]
+                if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                    sub.print_help()
+                    return 0
     args = parser.parse_args(argv)
     args.command_line = [os.path.basename(sys.executable), "-m", "critwrap.zoo", *argv]
     show_tb = bool(getattr(args, "verbose", 0)) or os.environ.get("CRITWRAP_TRACEBACK") == "1"
