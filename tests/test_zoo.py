@@ -437,6 +437,27 @@ def test_a_run_in_use_by_another_process_is_refused_and_the_lock_is_released(
     assert not Path(f"{run.parent}/.seed_0.lock").read_text().strip()  # no owner written after release
 
 
+def test_a_filesystem_without_flock_trains_unlocked_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    from critwrap.zoo.runs import run_lock
+
+    def no_flock(*args: Any) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    ran = False
+    with (
+        pytest.warns(UserWarning, match="training without the run lock"),
+        run_lock(tmp_path / "run" / "seed_0"),
+    ):
+        ran = True
+    assert ran
+
+
 def test_existing_run_needs_resume_or_overwrite(capsys: pytest.CaptureFixture[str]) -> None:
     args = TINY_CARTPOLE_RUN
     assert zoo(capsys, *args)[0] == 0

@@ -155,7 +155,7 @@ def run_lock(directory: str | Path) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError:  # another process holds it
             fh.seek(0)
             owner = fh.read().strip() or "another process"
             err = RunInUseError(
@@ -164,6 +164,16 @@ def run_lock(directory: str | Path) -> Iterator[None]:
             )
             err.owner = owner
             raise err from None
+        except OSError as exc:  # a filesystem without flock (some network mounts): train unlocked
+            import warnings
+
+            warnings.warn(
+                f"could not lock {path} ({exc}); training without the run lock, so nothing stops a second "
+                "process from using the same run directory",
+                stacklevel=3,
+            )
+            yield
+            return
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}\n")
