@@ -654,3 +654,13 @@ def test_vector_observations_get_an_error_that_says_how_to_record_frames() -> No
         ValueError, match=r"shape \(11, 4\): these look like vector observations.*record=frames"
     ):
         DSI(epochs=1).fit(eps)
+
+
+def test_classification_refuses_continuous_returns_as_classes_but_takes_two_outcomes() -> None:
+    frames = [np.full((6, 24, 24, 3), 40 + i, np.uint8) for i in range(6)]
+    returns = [Episode(f, rewards=np.full(6, float(i))) for i, f in enumerate(frames)]  # 6 distinct returns
+    with pytest.raises(ValueError, match=r"6 of the 6 training episodes have no label.*6 classes"):
+        DSI(epochs=1, channels=(4, 8, 8, 8, 8), lstm_hidden=8).fit(returns)
+    binary = [Episode(f, rewards=np.full(6, float(i % 2))) for i, f in enumerate(frames)]  # returns 0 / 6
+    det = DSI(epochs=1, channels=(4, 8, 8, 8, 8), lstm_hidden=8).fit(binary)
+    assert det.config.classes == [0.0, 6.0]

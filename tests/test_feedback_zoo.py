@@ -65,6 +65,35 @@ def test_record_agent_greedy_and_epsilon(agent_zip: Path, tmp_path: Path) -> Non
     assert len(EpisodeStore(out, create=False)) == 9
 
 
+def test_record_agent_frames_are_the_rendered_states_of_the_same_episodes(
+    agent_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gymnasium as gym
+
+    common = ["record", "agent", "--model", str(agent_zip), "--algo", "ppo", "--env", "CartPole-v1",
+              "--episodes", "2", "--n-envs", "1", "--epsilon", "0", "--no-progress", "--quiet"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "obs")]) == 0
+    assert main([*common, "--out", str(tmp_path / "frames"), "--record", "frames"]) == 0
+    obs_eps, frame_eps = list(EpisodeStore(tmp_path / "obs")), list(EpisodeStore(tmp_path / "frames"))
+    assert EpisodeStore(tmp_path / "frames").metadata["record"] == "frames"
+    for a, b in zip(obs_eps, frame_eps, strict=True):  # the same episodes (seeds), one frame per state
+        np.testing.assert_array_equal(a.actions, b.actions)
+        assert b.observations.shape == (len(a), 400, 600, 3) and b.observations.dtype == np.uint8
+        assert b.final_observation is None
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    env.reset(seed=0)  # env 0 of agent 0 starts from seed 0
+    np.testing.assert_array_equal(frame_eps[0].observations[0], env.render())
+    # a frames store is not offline RL data, and the two kinds do not mix
+    capsys.readouterr()
+    assert (
+        main(["offline", "train", "bc", "--data", str(tmp_path / "frames"), "--out", str(tmp_path / "bc")])
+        == 1
+    )
+    assert "holds rendered frames" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "obs"), "--append", "--record", "frames"]) == 1
+    assert "--append would add frames" in capsys.readouterr().err
+
+
 def test_offline_cli_end_to_end(agent_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     rec = ["record", "agent", "--model", str(agent_zip), "--algo", "ppo", "--env", "CartPole-v1"]

@@ -337,3 +337,24 @@ def test_fit_on_windows_saves_a_windowed_detector(
     ):
         assert main([*argv[: -len(TINY_SETS) - 3], "--overwrite", *bad, *TINY_SETS]) == 1
         assert msg in capsys.readouterr().err
+
+
+def test_unlabelled_episodes_need_labels_or_a_return_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Games recorded from an agent carry returns, not labels: as classification targets their many
+    distinct returns would each become a class; that is refused, and --success-above labels them."""
+    rng = np.random.default_rng(0)
+    store = EpisodeStore(tmp_path / "games")
+    for i in range(8):
+        T = int(rng.integers(6, 10))
+        store.append(Episode(np.full((T, 24, 24, 3), 40 + i, np.uint8), rewards=np.full(T, float(i))))
+    fit = ["detect", "fit", "--data", str(tmp_path / "games"), "--epochs", "1", "--no-progress", *TINY_SETS]
+    assert main([*fit, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "8 of the 8 training episodes have no label" in err and "--success-above" in err
+    assert main([*fit, "--out", str(tmp_path / "b"), "--success-above", "20"]) == 0
+    assert "labelled by return > 20: " in capsys.readouterr().out
+    from critwrap.detectors.dsi import DSI
+
+    assert DSI.load(tmp_path / "b").config.classes == [0.0, 1.0]

@@ -48,6 +48,7 @@ from critwrap.attack.perturbations import (
 from critwrap.attack.protocols import (
     EpisodeRecord,
     EpisodeTooShortError,
+    RenderedFrames,
     ReplayDivergenceError,
     block_steps,
     detector_steps,
@@ -75,6 +76,7 @@ __all__ = [
     "LeadChoice",
     "Perturbation",
     "RandomActionPerturbation",
+    "RenderedFrames",
     "ReplayDivergenceError",
     "UnsupportedVictimError",
     "Victim",

@@ -43,14 +43,17 @@ __all__ = [
     "EpisodeRecord",
     "EpisodeTooShortError",
     "FrameSource",
+    "RenderedFrames",
     "ReplayDivergenceError",
     "attacked_action",
     "block_steps",
     "detector_steps",
     "get_frame",
     "importance_steps",
+    "parse_size",
     "random_steps",
     "replay_attack",
+    "resize_frame",
     "run_episode",
     "run_online_episode",
     "score_frames",
@@ -58,6 +61,61 @@ __all__ = [
 ]
 
 FrameSource = str | Callable[[gym.Env[Any, Any], Any], np.ndarray]
+
+
+def parse_size(text: str | int | Sequence[int]) -> tuple[int, int]:
+    """``84`` / ``"84"`` -> (84, 84); ``"84x126"`` or ``(84, 126)`` -> (height, width)."""
+    if isinstance(text, int | np.integer) and not isinstance(text, bool):
+        size: tuple[int, ...] = (int(text), int(text))
+    elif isinstance(text, str):
+        parts = text.lower().split("x")
+        try:
+            size = tuple(int(p) for p in parts) if len(parts) == 2 else (int(parts[0]),) * 2
+        except ValueError:
+            raise ValueError(f"a frame size is H or HxW in pixels (84, 84x126), got {text!r}") from None
+    elif isinstance(text, Sequence):
+        size = tuple(int(v) for v in text)
+    else:
+        raise ValueError(f"a frame size is H or HxW in pixels (84, 84x126), got {text!r}")
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"a frame size is H or HxW with positive sides, got {text!r}")
+    return size[0], size[1]
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` (H, W[, C]) resized to ``size`` = (height, width) with area averaging (OpenCV)."""
+    import cv2
+
+    arr = np.asarray(frame)
+    if arr.shape[:2] == tuple(size):
+        return arr
+    return np.asarray(cv2.resize(arr, (size[1], size[0]), interpolation=cv2.INTER_AREA))
+
+
+class RenderedFrames:
+    """A frame source: ``env.render()`` (an ``rgb_array`` env), resized to ``size`` when given.
+
+    The detector of a victim whose observations are vectors scores rendered frames; at the env's own
+    render size (CartPole: 400x600) a DSI trains slowly, so record and attack with the same smaller
+    size (``zoo record agent --record frames --frame-size 84``, ``zoo attack --frames render:84``).
+    """
+
+    needs_render = True
+
+    def __init__(self, size: tuple[int, int] | str | int | None = None) -> None:
+        self.size = None if size is None else parse_size(size)
+
+    def __call__(self, env: gym.Env[Any, Any], obs: Any) -> np.ndarray:
+        frame = env.render()
+        if not isinstance(frame, np.ndarray):
+            raise ValueError(
+                f"rendered frames need env.render() to return an array (make the env with "
+                f"render_mode='rgb_array'), got {type(frame).__name__}"
+            )
+        return np.array(frame if self.size is None else resize_frame(frame, self.size), copy=True)
+
+    def __repr__(self) -> str:
+        return f"RenderedFrames(size={self.size})"
 
 
 class ReplayDivergenceError(RuntimeError):

@@ -203,6 +203,9 @@ class AttackEvalCallback(BaseCallback):
         hp = dict(cfg.get("hyperparams", {}))
         skip = set(cfg.get("eval_skip_wrappers", []))
         wrappers = [(w["name"], w["kwargs"]) for w in cfg.get("wrappers", []) if w["name"] not in skip]
+        from critwrap.zoo.attack import needs_render
+
+        render_mode = "rgb_array" if needs_render(self.frames) else None
         if not hp.get("frame_stack") and not hp.get("normalize"):
             # a plain Gymnasium env, as `zoo attack` uses: frame functions that read the env itself
             # (frames="render", "minigrid-pov") see the real env, not a VecEnv adapter
@@ -213,6 +216,7 @@ class AttackEvalCallback(BaseCallback):
                 wrappers=wrappers,
                 training=False,
                 env_kwargs=hp.get("env_kwargs"),
+                render_mode=render_mode,
                 monitor=False,
                 max_episode_steps=cfg.get("eval_max_steps"),
             )()
@@ -223,6 +227,7 @@ class AttackEvalCallback(BaseCallback):
             training=False,
             wrappers=wrappers,
             env_kwargs=hp.get("env_kwargs"),
+            render_mode=render_mode,
             max_episode_steps=cfg.get("eval_max_steps"),
         )
         self._venv = wrap_vec_env(

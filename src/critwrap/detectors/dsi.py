@@ -115,6 +115,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DSI", "MIN_FRAME_SIZE", "DSIConfig"]
 
 MIN_FRAME_SIZE = 23
+#: classification on unlabelled episodes uses their returns as classes; more distinct returns than this
+#: (e.g. success 1 / failure 0) means returns that are not outcome labels, and is refused
+MAX_RETURN_CLASSES = 2
 # a trained mask whose std within episodes is below this singles out no frames (fit warns)
 FLAT_MASK_STD = 0.005
 """Smallest frame height/width the unpadded 5-layer CNN accepts."""
@@ -780,6 +783,7 @@ class DSI(Detector):
         c = self.config
         frames_list: list[np.ndarray] = []
         raw_targets: list[float] = []
+        from_returns = 0  # classification targets taken from returns (episodes without a label)
         shape0: tuple[int, ...] | None = None
         layout = c.frame_layout
         for i, frames, label, ret in _iter_episodes(episodes):
@@ -798,6 +802,7 @@ class DSI(Detector):
                 )
             if c.task == "classification":
                 target = label if label is not None else ret
+                from_returns += label is None
             else:
                 target = ret if ret is not None else label
             if target is None:
@@ -841,6 +846,13 @@ class DSI(Detector):
                 self.config.max_length = max(lengths)
             if c.task == "classification":
                 classes = sorted(set(raw_targets))
+                if len(classes) > MAX_RETURN_CLASSES and from_returns:
+                    raise ValueError(
+                        f"{from_returns} of the {len(raw_targets)} {what} episodes have no label, so their returns "
+                        f"became class labels: {len(classes)} classes ({classes[0]:g} ... {classes[-1]:g}). Label "
+                        "the episodes (e.g. 1 = success), split them by return (zoo detect fit --success-above R), "
+                        "or learn from the returns with task='regression' (--set task=regression)"
+                    )
                 if len(classes) < 2:
                     raise ValueError(
                         f"all {len(raw_targets)} {what} episodes have the same label/return {classes[0]}; "

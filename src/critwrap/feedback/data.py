@@ -209,6 +209,12 @@ class OfflineData:
         """Flatten episodes (each needs actions and rewards; actions discrete)."""
         if len(episodes) == 0:
             raise DatasetError("the dataset holds no episodes")
+        if (metadata or {}).get("record") == "frames":
+            raise DatasetError(
+                f"{source or 'the dataset'} holds rendered frames (`record agent --record frames`, data for a "
+                "critical-state detector), not the observations the agents acted on; offline RL and feedback "
+                "need a store recorded with --record observations (the default)"
+            )
         ids = list(ids) if ids is not None else episode_ids(len(episodes))
         if len(ids) != len(episodes):
             raise ValueError(f"got {len(ids)} ids for {len(episodes)} episodes")
@@ -443,6 +449,8 @@ def record_agents(
     progress: bool = True,
     append: bool = False,
     device: str = "cpu",
+    record: str = "observations",
+    frame_size: Any = None,
 ) -> EpisodeStore:
     """Roll out each agent for ``episodes`` episodes with epsilon mixing and write them to an EpisodeStore.
 
@@ -458,6 +466,12 @@ def record_agents(
         n_envs: parallel envs per agent (actions are predicted for all of them in one batch).
         deterministic: agents act greedily (SB3 ``deterministic=True``) before epsilon mixing.
         info_keys: per-step info values to record (default: ``lives`` when the env reports it).
+        record: ``"observations"`` (what the agent sees; offline RL data) or ``"frames"``: the env's
+            rendered RGB frame of each state instead (``render_mode="rgb_array"``), the data a
+            critical-state detector needs for a victim whose observations are vectors (``zoo attack
+            --frames render``). A frames store cannot be used as offline RL data.
+        frame_size: with ``record="frames"``, resize each frame to this ``H`` or ``(H, W)`` (area
+            averaging; the same as ``zoo attack --frames render:H[xW]``).
     """
     from tqdm.auto import tqdm
 
@@ -465,6 +479,16 @@ def record_agents(
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if record not in ("observations", "frames"):
+        raise ValueError(f"record must be 'observations' or 'frames', got {record!r}")
+    frames = record == "frames"
+    size = None
+    if frame_size is not None:
+        from critwrap.attack.protocols import parse_size
+
+        if not frames:
+            raise ValueError("frame_size (--frame-size) resizes rendered frames: use it with record='frames'")
+        size = parse_size(frame_size)
     if not models:
         raise ValueError("give at least one model (--model RUN_DIR_OR_ZIP)")
     eps_list = (
@@ -486,6 +510,10 @@ def record_agents(
     ):
         raise FileExistsError(f"{store_root} already holds episodes; choose a new --out folder (or --append)")
     store = EpisodeStore(store_root, create=True)
+    if append and len(store) and store.metadata.get("record", "observations") != record:
+        raise ValueError(
+            f"{store_root} holds {store.metadata.get('record', 'observations')}; --append would add {record} to it"
+        )
     recipe: dict[str, Any] | None = None
     obs_shape: tuple[int, ...] | None = None
     agents_meta: list[dict[str, Any]] = list(store.metadata.get("agents", [])) if append else []
@@ -512,11 +540,28 @@ def record_agents(
                     f"model ({recipe}); record agents of one environment setup per store"
                 )
             n = min(int(n_envs), episodes)
-            venv = loaded.make_env(seed=seed + 1000 * j, n_envs=n)
+            venv = loaded.make_env(
+                seed=seed + 1000 * j, n_envs=n, render_mode="rgb_array" if frames else None
+            )
             space = venv.action_space
             if not hasattr(space, "n"):
                 raise DatasetError(f"{spec.path}: the action space {space} is not discrete")
             shape = tuple(venv.observation_space.shape)
+            if frames:
+                venv.reset()
+                image = venv.get_images()[0]
+                if not isinstance(image, np.ndarray):
+                    raise ValueError(
+                        f"{spec.path}: {loaded.config['env']} rendered {type(image).__name__}, not an RGB array; "
+                        "record='frames' needs an env that renders rgb_array frames"
+                    )
+                if size is not None:
+                    from critwrap.attack.protocols import resize_frame
+
+                    image = resize_frame(image, size)
+                shape = tuple(image.shape)
+                # the probe's reset used the seeds: the episodes start from them again
+                venv.seed(seed + 1000 * j)
             if obs_shape is None:
                 obs_shape = shape
             elif shape != obs_shape:
@@ -556,6 +601,8 @@ def record_agents(
                     "recorder": "critwrap.zoo record agent",
                 },
                 bar=bar,
+                frames=frames,
+                frame_size=size,
             )
             venv.close()
             store.set_metadata(
@@ -564,6 +611,8 @@ def record_agents(
                     "env": recipe,
                     "n_actions": int(space.n),
                     "observation_shape": list(obs_shape),
+                    "record": record,
+                    "frame_size": None if size is None else list(size),
                     "agents": agents_meta,
                     "seed": seed,
                     "seconds": round(time.perf_counter() - start_time, 2),
@@ -588,6 +637,8 @@ def _roll_out(
     info_keys: Sequence[str] | None,
     metadata: dict[str, Any],
     bar: Any,
+    frames: bool = False,
+    frame_size: tuple[int, int] | None = None,
 ) -> None:
     n = venv.num_envs
     targets = np.array([(episodes + i) // n for i in range(n)])  # SB3 evaluate_policy's split: no bias
@@ -601,6 +652,11 @@ def _roll_out(
         actions = np.asarray(actions).reshape(n).astype(np.int64)
         random_mask = rng.random(n) < epsilon
         actions = np.where(random_mask, rng.integers(0, n_actions, size=n), actions)
+        images = venv.get_images() if frames else None  # the frame of each current state
+        if images is not None and frame_size is not None:
+            from critwrap.attack.protocols import resize_frame
+
+            images = [resize_frame(im, frame_size) for im in images]
         new_obs, rewards, dones, infos = venv.step(actions)
         if keys is None:
             keys = ["lives"] if "lives" in infos[0] else []
@@ -608,7 +664,7 @@ def _roll_out(
             if done_count[i] >= targets[i]:
                 continue
             b = buf[i]
-            b["obs"].append(np.array(obs[i], copy=True))
+            b["obs"].append(np.array(images[i] if images is not None else obs[i], copy=True))
             b["act"].append(int(actions[i]))
             b["rew"].append(float(rewards[i]))
             b["rand"].append(bool(random_mask[i]))
@@ -620,7 +676,7 @@ def _roll_out(
                 infos_buf[i].setdefault(key, []).append(np.asarray(infos[i][key]))
             if dones[i]:
                 truncated = bool(infos[i].get("TimeLimit.truncated", False))
-                final = infos[i].get("terminal_observation")
+                final = None if frames else infos[i].get("terminal_observation")
                 ep = Episode(
                     observations=np.stack(b["obs"]),
                     actions=np.asarray(b["act"], dtype=np.int64),

@@ -188,13 +188,23 @@ def _minigrid_pov(tile: int) -> Any:
 
 
 def parse_frames(text: str) -> Any:
-    """``observations``, ``render`` or ``minigrid-pov[:TILE]`` (the agent's view rendered, DSI's GridWorld frames)."""
+    """``observations``, ``render``, ``render:H[xW]`` (rendered frames resized, :class:`RenderedFrames`) or
+    ``minigrid-pov[:TILE]`` (the agent's view rendered, DSI's GridWorld frames)."""
+    from critwrap.attack.protocols import RenderedFrames
+
     if text in ("observations", "render"):
         return text
+    if text.startswith("render:"):
+        return RenderedFrames(text.partition(":")[2])
     if text.startswith("minigrid-pov"):
         _, _, tile = text.partition(":")
         return _minigrid_pov(int(tile or 4))
-    raise ValueError(f"--frames must be observations, render or minigrid-pov[:TILE], got {text!r}")
+    raise ValueError(f"--frames must be observations, render[:H[xW]] or minigrid-pov[:TILE], got {text!r}")
+
+
+def needs_render(frames: Any) -> bool:
+    """Whether the frame source renders the env (so the env must be made with ``render_mode="rgb_array"``)."""
+    return frames == "render" or bool(getattr(frames, "needs_render", False))
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -300,7 +310,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--frames",
         default="observations",
-        help="what the detector scores: observations, render, minigrid-pov[:TILE]",
+        help="what the detector scores: observations, render, render:H[xW] (resized, e.g. render:84 for a "
+        "detector fitted on `record agent --record frames --frame-size 84`), minigrid-pov[:TILE]",
     )
     p.add_argument(
         "--win-threshold", type=float, default=0.0, help="a win is a return above this (default 0)"
@@ -406,7 +417,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--detector-device needs --detector")
         detector = detector.to(args.device if args.detector_device == "same" else args.detector_device)
     victim = Victim(loaded.model, sample=args.sample)
-    env = make_attack_env(loaded, env_kwargs, render_mode="rgb_array" if frames == "render" else None)
+    env = make_attack_env(loaded, env_kwargs, render_mode="rgb_array" if needs_render(frames) else None)
 
     def progress(done: int, total: int) -> None:
         if not args.quiet and (done == total or done % max(1, total // 20) == 0):

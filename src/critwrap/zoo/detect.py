@@ -406,6 +406,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "label, or its own return) and save a Windowed detector that scores whole episodes with W-frame "
         "windows every W//2 steps (critwrap.detectors.windowed)",
     )
+    fit.add_argument(
+        "--success-above",
+        type=float,
+        default=None,
+        metavar="R",
+        help="label each episode without a label 1 if its return is above R, else 0 (e.g. an agent's games "
+        "from `record agent`, which carry returns but no labels); also the --val episodes",
+    )
     fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -549,6 +557,11 @@ def _fit(args: argparse.Namespace) -> int:
             )
     episodes = load_episodes(args.data, args.max_episodes)
     val = load_episodes(args.val) if args.val else None
+    if args.success_above is not None:
+        for group in (episodes, val or []):
+            _label_by_return(group, float(args.success_above))
+        labels = [int(ep.label) for ep in episodes if getattr(ep, "label", None) is not None]
+        print(f"labelled by return > {args.success_above:g}: {sum(labels)} of {len(labels)} episodes are 1")
     if args.windows is not None:
         from critwrap.detectors.windowed import cut_windows
 
@@ -652,6 +665,17 @@ def _fit(args: argparse.Namespace) -> int:
     )
     print(f"saved {out}")
     return 0
+
+
+def _label_by_return(episodes: list[Any], above: float) -> None:
+    """Give every episode without a label the label ``return > above`` (1) or not (0)."""
+    for i, ep in enumerate(episodes):
+        if getattr(ep, "label", None) is not None:
+            continue
+        ret = getattr(ep, "episode_return", None)
+        if ret is None:
+            raise ValueError(f"--success-above: episode {i} has neither a label nor a return")
+        ep.label = int(float(ret) > above)
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -163,6 +163,19 @@ def _configure_agent(p: argparse.ArgumentParser) -> None:
         help="info value to record per step (default: lives, if any)",
     )
     p.add_argument("--device", default="cpu", help="torch device of the agents (default cpu)")
+    p.add_argument(
+        "--record",
+        choices=["observations", "frames"],
+        default="observations",
+        help="observations (offline RL data, default) or frames: each state's rendered RGB frame, for a "
+        "critical-state detector of a victim whose observations are vectors (zoo attack --frames render)",
+    )
+    p.add_argument(
+        "--frame-size",
+        default=None,
+        metavar="H[xW]",
+        help="with --record frames: resize each frame (e.g. 84; attack with --frames render:84)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -185,6 +198,8 @@ def _run_agent(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         append=args.append,
         device=args.device,
+        record=args.record,
+        frame_size=args.frame_size,
     )
     if not args.quiet:
         seconds = time.perf_counter() - start
