@@ -930,3 +930,25 @@ def test_attack_eval_callback_bad_input() -> None:
     with pytest.raises(ValueError, match="cannot score this env's frames"):
         model.learn(64, callback=cb)  # at the start of training, not at the first evaluation
     assert model.num_timesteps == 0
+
+
+def test_rendered_frames_are_resized_and_parsed_from_the_cli_spelling() -> None:
+    from critwrap.attack.protocols import RenderedFrames, parse_size
+    from critwrap.zoo.attack import needs_render, parse_frames
+
+    assert parse_size(84) == parse_size("84") == (84, 84) and parse_size("84x126") == (84, 126)
+    for bad in ("x", "0", "84x", (1, 2, 3), True):
+        with pytest.raises(ValueError, match="frame size"):
+            parse_size(bad)  # type: ignore[arg-type]
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    src = parse_frames("render:42x63")
+    assert isinstance(src, RenderedFrames) and needs_render(src) and needs_render("render")
+    assert not needs_render("observations")
+    frame = src(env, obs)
+    assert frame.shape == (42, 63, 3) and frame.dtype == np.uint8
+    assert RenderedFrames()(env, obs).shape == (400, 600, 3)
+    plain = gym.make("CartPole-v1")
+    plain.reset(seed=0)
+    with pytest.raises(ValueError, match="render_mode='rgb_array'"):
+        RenderedFrames(84)(plain, obs)

@@ -92,6 +92,16 @@ def test_record_agent_frames_are_the_rendered_states_of_the_same_episodes(
     assert "holds rendered frames" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "obs"), "--append", "--record", "frames"]) == 1
     assert "--append would add frames" in capsys.readouterr().err
+    # resized frames, the size kept in the store's metadata
+    assert (
+        main([*common, "--out", str(tmp_path / "small"), "--record", "frames", "--frame-size", "42x63"]) == 0
+    )
+    small = EpisodeStore(tmp_path / "small")
+    assert small[0].observations.shape[1:] == (42, 63, 3) and small.metadata["frame_size"] == [42, 63]
+    assert (
+        main([*common, "--out", str(tmp_path / "bad"), "--frame-size", "42"]) == 1
+    )  # without --record frames
+    assert "use it with record='frames'" in capsys.readouterr().err
 
 
 def test_offline_cli_end_to_end(agent_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
