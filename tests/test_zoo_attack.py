@@ -125,6 +125,37 @@ def test_attack_a_run_with_vecenv_frame_stacking(tmp_path: Path, capsys: pytest.
     assert "| victim | 2 |" in capsys.readouterr().out
     data = json.loads(next(run.glob("attack_*.json")).read_text())
     assert data["episodes"]["random"]["n_planned"] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("frame_stack", [None, 2])
+def test_attack_keeps_the_runs_eval_max_steps(tmp_path: Path, frame_stack: int | None) -> None:
+    """A run trained with eval_max_steps is attacked with the same cap, with or without VecEnv stacking."""
+    from stable_baselines3 import PPO
+
+    from critwrap.zoo.common import make_vec_env, wrap_vec_env
+    from critwrap.zoo.runs import write_json
+
+    run = tmp_path / "run"
+    hp = {"frame_stack": frame_stack} if frame_stack else {}
+    write_json(run / "config.json", {"algo": "ppo", "env": "CartPole-v1", "hyperparams": hp, "wrappers": [],
+                                     "seed": 0, "eval_max_steps": 5})  # fmt: skip
+    venv = wrap_vec_env(make_vec_env("CartPole-v1", training=True), frame_stack=frame_stack, training=True)
+    PPO("MlpPolicy", venv, policy_kwargs={"net_arch": [8]}, device="cpu").save(run / "model.zip")
+    argv = [
+        "attack",
+        "--model",
+        str(run),
+        "--methods",
+        "random",
+        "--top-k",
+        "2",
+        "--episodes",
+        "3",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    data = json.loads(next(run.glob("attack_*.json")).read_text())
+    assert max(data["episodes"]["clean"]["lengths"]) <= 5  # an untrained CartPole policy lasts longer
     assert all(1 <= n <= 2 for n in data["episodes"]["random"]["n_perturbed"])
 
 

@@ -189,8 +189,9 @@ class AttackEvalCallback(BaseCallback):
         return self._zoo_env()
 
     def _zoo_env(self) -> gym.Env[Any, Any]:
-        from critwrap.zoo.attack import VecEnvAsEnv
-        from critwrap.zoo.common import make_vec_env, wrap_vec_env
+        """The run's evaluation env, as `zoo attack` builds it (:func:`critwrap.zoo.attack.make_attack_env`)."""
+        from critwrap.zoo.attack import VecEnvAsEnv, make_attack_env, needs_render
+        from critwrap.zoo.common import LoadedRun
         from critwrap.zoo.runs import read_json
 
         assert self.run_dir is not None
@@ -199,41 +200,17 @@ class AttackEvalCallback(BaseCallback):
             raise FileNotFoundError(
                 f"AttackEvalCallback: no config.json in {self.run_dir}; outside `zoo train` pass env="
             )
-        cfg = dict(read_json(path))
-        hp = dict(cfg.get("hyperparams", {}))
-        skip = set(cfg.get("eval_skip_wrappers", []))
-        wrappers = [(w["name"], w["kwargs"]) for w in cfg.get("wrappers", []) if w["name"] not in skip]
-        from critwrap.zoo.attack import needs_render
-
-        render_mode = "rgb_array" if needs_render(self.frames) else None
-        if not hp.get("frame_stack") and not hp.get("normalize"):
-            # a plain Gymnasium env, as `zoo attack` uses: frame functions that read the env itself
-            # (frames="render", "minigrid-pov") see the real env, not a VecEnv adapter
-            from critwrap.zoo.common import make_env_fn
-
-            return make_env_fn(
-                cfg["env"],
-                wrappers=wrappers,
-                training=False,
-                env_kwargs=hp.get("env_kwargs"),
-                render_mode=render_mode,
-                monitor=False,
-                max_episode_steps=cfg.get("eval_max_steps"),
-            )()
-        venv = make_vec_env(
-            cfg["env"],
-            n_envs=1,
-            seed=None,
-            training=False,
-            wrappers=wrappers,
-            env_kwargs=hp.get("env_kwargs"),
-            render_mode=render_mode,
-            max_episode_steps=cfg.get("eval_max_steps"),
+        run = LoadedRun(
+            model=None,
+            config=dict(read_json(path)),
+            model_path=path,
+            run_dir=self.run_dir,
+            vecnormalize_path=None,
         )
-        self._venv = wrap_vec_env(
-            venv, frame_stack=hp.get("frame_stack"), normalize=hp.get("normalize"), training=False
-        )
-        return VecEnvAsEnv(self._venv)
+        env = make_attack_env(run, render_mode="rgb_array" if needs_render(self.frames) else None)
+        if isinstance(env, VecEnvAsEnv):  # frame stacking / VecNormalize at the VecEnv level
+            self._venv = env.venv  # its normalisation statistics are synced from training's
+        return env
 
     def _init_callback(self) -> None:
         if self._env is None:

@@ -174,6 +174,7 @@ def make_attack_env(
         env_kwargs=kwargs,
         render_mode=render_mode,
         monitor=False,
+        max_episode_steps=cfg.get("eval_max_steps"),
     )()
 
 
